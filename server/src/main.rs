@@ -1,0 +1,77 @@
+//! The `mcstore` binary: wires configuration, store and server together.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use mcstore_server::clock::{Clock, SystemClock};
+use mcstore_server::config::Config;
+use mcstore_server::session::NodeInfo;
+use mcstore_server::store::Store;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Err(err) = run(config) {
+        eprintln!("mcstore: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let started = Instant::now();
+    let store = Arc::new(
+        Store::open(config.store(), Arc::new(SystemClock))
+            .with_context(|| format!("opening {}", config.data_dir.display()))?,
+    );
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "store open");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local = listener.local_addr()?;
+        let node = Arc::new(NodeInfo {
+            started,
+            started_unix: SystemClock.now_secs(),
+            max_connections: config.max_connections,
+            threads,
+            listen: local.to_string(),
+        });
+        println!("listening on {local}");
+        std::io::stdout().flush()?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down");
+        };
+        mcstore_server::server::run(listener, store.clone(), node, config.limits(), shutdown).await;
+        anyhow::Ok(())
+    })?;
+    store
+        .shutdown()
+        .context("making the data durable at shutdown")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

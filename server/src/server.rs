@@ -1,0 +1,104 @@
+//! The listener: accepts connections, enforces the connection limit, runs
+//! one task per connection and shuts down gracefully.
+//!
+//! Shutdown contract: when `shutdown` resolves, stop accepting, let every
+//! connection finish the requests it has read (their writes complete in the
+//! writer), wait for the connections to close, and return; the caller then
+//! makes the store durable.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcstore_protocol::Limits;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
+
+use crate::engine::Engine;
+use crate::session::{NodeInfo, Session};
+use crate::store::Store;
+
+/// How long shutdown waits for connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` resolves.
+pub async fn run<E: Engine>(
+    listener: TcpListener,
+    store: Arc<Store<E>>,
+    node: Arc<NodeInfo>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(node.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let next_id = AtomicU64::new(1);
+    let shared = store.shared().clone();
+    tokio::pin!(shutdown);
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::error!(cause = %err, "accept failed");
+                    // Out of file descriptors and the like: back off briefly.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        shared
+            .counters
+            .total_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            shared
+                .counters
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"ERROR Too many open connections\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("connection", id, %peer);
+        let session = Session::new(store.clone(), node.clone());
+        let stop = stop_rx.clone();
+        let done = done_tx.clone();
+        let shared = shared.clone();
+        tokio::spawn(
+            async move {
+                shared.curr_connections.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("accepted");
+                if let Err(err) =
+                    crate::connection::serve(stream, session, limits, stop, &shared.counters).await
+                {
+                    tracing::debug!(cause = %err, "connection error");
+                }
+                shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!("closed");
+                drop(slot);
+                drop(done);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    if tokio::time::timeout(DRAIN_TIMEOUT, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout; stopping anyway");
+    }
+}

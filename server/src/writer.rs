@@ -1,0 +1,654 @@
+//! The single writer: group commit, and every read-modify-write.
+//!
+//! One thread owns the write-ahead log. It takes everything queued (up to
+//! `max_batch` operations), evaluates each against the current state (the
+//! engine plus this batch's earlier changes), appends the resulting changes
+//! to the log, makes them durable with one `fdatasync` (`--sync always`),
+//! applies them to the engine (only now can readers see them) and answers
+//! every operation of the batch. Because conditional commands (cas, add,
+//! replace, append, prepend, incr, decr, touch) are evaluated here, in queue
+//! order, each key is linearizable.
+//!
+//! A failed `fdatasync` or engine write is never acknowledged: the batch is
+//! answered with `SERVER_ERROR` and the writer refuses all later writes
+//! until the node is restarted (after a failed fsync the page cache state is
+//! unknown; replaying the log on start is the only safe recovery).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mcstore_protocol::exptime::Expiry;
+use mcstore_protocol::{item_size, StoreMode};
+
+use crate::clock::Clock;
+use crate::engine::{Change, Checkpoint, Engine};
+use crate::flush::FlushMarkers;
+use crate::handoff::{Completer, Queue, Taken};
+use crate::record::Record;
+use crate::stats::Shared;
+use crate::wal::{Accounting, Wal};
+
+/// When writes become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// `fdatasync` each batch before answering it: an acknowledged write
+    /// survives a crash or power loss, and no reader sees a write before it
+    /// is durable.
+    Always,
+    /// Answer at once; `fdatasync` every `--sync-interval-ms`. A crash of the
+    /// process loses nothing (the log is written before the answer); power
+    /// loss can lose the last interval.
+    Periodic,
+    /// Never `fdatasync` the log; durability is left to the engine's
+    /// checkpoints. A process crash loses nothing; power loss can lose
+    /// everything since the last checkpoint.
+    None,
+}
+
+impl SyncMode {
+    /// The name used on the command line and in stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::Always => "always",
+            SyncMode::Periodic => "periodic",
+            SyncMode::None => "none",
+        }
+    }
+}
+
+/// A write operation, as connections submit it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// set/add/replace/append/prepend/cas.
+    Store {
+        /// Which command.
+        mode: StoreMode,
+        /// The key.
+        key: Bytes,
+        /// Client flags.
+        flags: u32,
+        /// Exptime as sent.
+        exptime: i32,
+        /// The data.
+        value: Bytes,
+    },
+    /// delete.
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+    /// incr/decr.
+    Arithmetic {
+        /// The key.
+        key: Bytes,
+        /// incr (true) or decr.
+        increment: bool,
+        /// The amount.
+        delta: u64,
+    },
+    /// touch (`return_item == false`) or one key of gat/gats.
+    Touch {
+        /// The key.
+        key: Bytes,
+        /// New exptime as sent.
+        exptime: i32,
+        /// Answer with the item (gat) instead of `TOUCHED`.
+        return_item: bool,
+    },
+    /// flush_all.
+    FlushAll {
+        /// Delay as sent.
+        delay: i32,
+    },
+    /// Remove whatever the key holds (a `set` over the size limit).
+    Remove {
+        /// The key.
+        key: Bytes,
+    },
+    /// Reclaim the space of a dead item if it is still the same dead item.
+    Reclaim {
+        /// The key.
+        key: Bytes,
+        /// The version the reclaimer saw.
+        version: u64,
+    },
+}
+
+/// The writer's answer to one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// `STORED`.
+    Stored,
+    /// `NOT_STORED`.
+    NotStored,
+    /// `EXISTS`.
+    Exists,
+    /// `NOT_FOUND` (or a gat miss).
+    NotFound,
+    /// `DELETED`.
+    Deleted,
+    /// `TOUCHED`.
+    Touched,
+    /// `OK` (flush_all; also removals and reclaims, which send no reply).
+    Ok,
+    /// incr/decr result.
+    Number(u64),
+    /// incr/decr on a value that is not a number.
+    NonNumeric,
+    /// gat hit: the item after the touch.
+    Item(Record),
+    /// The operation failed; the text follows `SERVER_ERROR `.
+    Failed(String),
+}
+
+/// An operation with its reply channel.
+pub struct Submission {
+    /// The operation.
+    pub op: WriteOp,
+    /// Where the answer goes.
+    pub completer: Completer<WriteOutcome>,
+}
+
+/// What the writer needs to know about the node's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// When to fdatasync.
+    pub sync: SyncMode,
+    /// For `SyncMode::Periodic`.
+    pub sync_interval: Duration,
+    /// Most operations in one group commit.
+    pub max_batch: usize,
+    /// Item size limit (append/prepend cannot grow an item past it).
+    pub max_item_size: usize,
+}
+
+/// The state of one key as the writer sees it.
+#[derive(Clone)]
+struct Slot {
+    /// The record, if a readable one is stored (possibly expired or flushed).
+    record: Option<Record>,
+    /// Whether anything is stored, readable or not.
+    present: bool,
+    /// Why the stored bytes are unreadable, if they are.
+    corrupt: Option<String>,
+    /// Accounted size of what is stored (0 if nothing).
+    size: u64,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        record: None,
+        present: false,
+        corrupt: None,
+        size: 0,
+    };
+
+    /// The slot, or an error if its stored bytes are unreadable: for the
+    /// commands that need the old item.
+    fn readable(self) -> Result<Slot, String> {
+        match &self.corrupt {
+            Some(reason) => Err(format!("stored item is corrupt ({reason})")),
+            None => Ok(self),
+        }
+    }
+}
+
+/// The writer thread's state.
+pub struct Writer<E: Engine> {
+    engine: Arc<E>,
+    wal: Wal,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    config: WriterConfig,
+    checkpoint: Checkpoint,
+    next_cas: u64,
+    last_version: u64,
+    failure: Option<String>,
+    last_sync: Instant,
+}
+
+/// Changes of the batch being built, and the per-key state they produce.
+#[derive(Default)]
+struct Batch {
+    overlay: HashMap<Bytes, Slot>,
+    changes: Vec<Change>,
+    accounting: Vec<Accounting>,
+    flush: Option<FlushMarkers>,
+}
+
+impl<E: Engine> Writer<E> {
+    /// A writer continuing from `checkpoint` (as recovered) with `wal`.
+    pub fn new(
+        engine: Arc<E>,
+        wal: Wal,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+        config: WriterConfig,
+        checkpoint: Checkpoint,
+    ) -> Writer<E> {
+        // Uniques never repeat: continue past the highest one ever logged,
+        // and past the wall clock in microseconds, so that even writes lost
+        // to power loss in the weaker sync modes cannot be reissued.
+        let next_cas = (checkpoint.cas_high + 1).max(clock.now_nanos() / 1_000);
+        Writer {
+            engine,
+            wal,
+            shared,
+            clock,
+            config,
+            checkpoint,
+            next_cas,
+            last_version: checkpoint.version_high,
+            failure: None,
+            last_sync: Instant::now(),
+        }
+    }
+
+    /// Serves the queue until it is closed and drained, then makes the log
+    /// durable.
+    pub fn run(mut self, queue: &Queue<Submission>) {
+        let mut submissions = Vec::with_capacity(self.config.max_batch);
+        let idle = match self.config.sync {
+            SyncMode::Periodic => Some(self.config.sync_interval),
+            _ => Some(Duration::from_secs(1)),
+        };
+        loop {
+            match queue.take_batch(self.config.max_batch, &mut submissions, idle) {
+                Taken::Items => self.commit(&mut submissions),
+                Taken::Idle => {}
+                Taken::Closed => break,
+            }
+            self.maybe_periodic_sync();
+        }
+        if let Err(err) = self.wal.sync() {
+            tracing::error!(cause = %err, "final write-ahead log sync failed");
+        }
+    }
+
+    fn maybe_periodic_sync(&mut self) {
+        if self.config.sync != SyncMode::Periodic
+            || !self.wal.has_unsynced()
+            || self.last_sync.elapsed() < self.config.sync_interval
+        {
+            return;
+        }
+        self.sync_log();
+    }
+
+    fn sync_log(&mut self) -> bool {
+        let started = Instant::now();
+        let result = self.wal.sync();
+        self.last_sync = Instant::now();
+        self.shared.store.record_fsync(started.elapsed());
+        match result {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::error!(cause = %err, "fdatasync of the write-ahead log failed; refusing writes until restart");
+                self.failure = Some(format!("write-ahead log sync failed: {err}"));
+                false
+            }
+        }
+    }
+
+    /// Evaluates, logs, syncs, applies and answers one batch.
+    fn commit(&mut self, submissions: &mut Vec<Submission>) {
+        if let Some(failure) = &self.failure {
+            for submission in submissions.drain(..) {
+                submission
+                    .completer
+                    .complete(WriteOutcome::Failed(failure.clone()));
+            }
+            return;
+        }
+        let mut batch = Batch::default();
+        let mut outcomes = Vec::with_capacity(submissions.len());
+        for submission in submissions.iter() {
+            let outcome = match self.evaluate(&submission.op, &mut batch) {
+                Ok(outcome) => outcome,
+                Err(message) => WriteOutcome::Failed(message),
+            };
+            outcomes.push(outcome);
+        }
+        if !batch.changes.is_empty() {
+            if let Err(message) = self.persist(&batch) {
+                self.failure = Some(message.clone());
+                for submission in submissions.drain(..) {
+                    submission
+                        .completer
+                        .complete(WriteOutcome::Failed(message.clone()));
+                }
+                return;
+            }
+        }
+        self.shared.store.record_batch(submissions.len());
+        for (submission, outcome) in submissions.drain(..).zip(outcomes) {
+            submission.completer.complete(outcome);
+        }
+    }
+
+    fn persist(&mut self, batch: &Batch) -> Result<(), String> {
+        let last_seq = self
+            .wal
+            .append(batch.changes.iter().zip(batch.accounting.iter().copied()))
+            .map_err(|err| format!("write-ahead log append failed: {err}"))?;
+        if self.config.sync == SyncMode::Always && !self.sync_log() {
+            return Err(self.failure.clone().unwrap_or_default());
+        }
+        let mut checkpoint = self.checkpoint;
+        for accounting in &batch.accounting {
+            checkpoint.items = checkpoint.items.saturating_add_signed(accounting.items);
+            checkpoint.bytes = checkpoint.bytes.saturating_add_signed(accounting.bytes);
+        }
+        checkpoint.applied_seq = last_seq;
+        checkpoint.cas_high = self.next_cas - 1;
+        checkpoint.version_high = self.last_version;
+        if let Some(flush) = batch.flush {
+            checkpoint.flush = flush;
+        }
+        self.engine
+            .apply(&batch.changes, &checkpoint)
+            .map_err(|err| format!("engine write failed: {err}"))?;
+        self.checkpoint = checkpoint;
+        self.shared.publish(&checkpoint);
+        Ok(())
+    }
+
+    fn new_cas(&mut self) -> u64 {
+        let cas = self.next_cas;
+        self.next_cas += 1;
+        cas
+    }
+
+    fn new_version(&mut self) -> u64 {
+        self.last_version = (self.last_version + 1).max(self.clock.now_nanos());
+        self.last_version
+    }
+
+    fn flush_markers(&self, batch: &Batch) -> FlushMarkers {
+        batch.flush.unwrap_or(self.checkpoint.flush)
+    }
+
+    /// The key's current state: this batch's last change, else the engine.
+    /// An unreadable record is reported in the slot (a `set` or `delete`
+    /// may replace it; commands that need the old item refuse it).
+    fn slot(&self, key: &Bytes, batch: &Batch) -> Result<Slot, String> {
+        if let Some(slot) = batch.overlay.get(key) {
+            return Ok(slot.clone());
+        }
+        let stored = self
+            .engine
+            .get(key)
+            .map_err(|err| format!("engine read failed: {err}"))?;
+        let Some(bytes) = stored else {
+            return Ok(Slot::EMPTY);
+        };
+        let bytes = bytes.as_ref();
+        let size = (key.len() + bytes.len()) as u64;
+        Ok(match Record::decode(key, bytes) {
+            Ok(record) => Slot {
+                record: Some(record),
+                present: true,
+                corrupt: None,
+                size,
+            },
+            Err(err) => {
+                self.shared.note_corrupt_record(key, &err);
+                Slot {
+                    record: None,
+                    present: true,
+                    corrupt: Some(err.to_string()),
+                    size,
+                }
+            }
+        })
+    }
+
+    /// The live record under `key`, if any (not expired, not flushed).
+    fn live(&self, slot: &Slot, batch: &Batch) -> Option<Record> {
+        let now = self.clock.now_secs();
+        let flush = self.flush_markers(batch);
+        slot.record
+            .as_ref()
+            .filter(|record| !record.expiry.is_expired(now) && !flush.hides(record.version, now))
+            .cloned()
+    }
+
+    fn put(&mut self, key: &Bytes, record: Record, slot: &Slot, batch: &mut Batch) {
+        let now = self.clock.now_secs();
+        if record.expiry.is_expired(now) {
+            // Stored and at once invisible, as memcached does; keep no bytes.
+            self.remove(key, slot, batch);
+            return;
+        }
+        let encoded = Bytes::from(record.encode(key));
+        let size = (key.len() + encoded.len()) as u64;
+        batch.accounting.push(Accounting {
+            items: i64::from(!slot.present),
+            bytes: size as i64 - slot.size as i64,
+        });
+        batch.changes.push(Change::Put {
+            key: key.clone(),
+            record: encoded,
+        });
+        batch.overlay.insert(
+            key.clone(),
+            Slot {
+                record: Some(record),
+                present: true,
+                corrupt: None,
+                size,
+            },
+        );
+    }
+
+    fn remove(&mut self, key: &Bytes, slot: &Slot, batch: &mut Batch) {
+        if !slot.present {
+            return;
+        }
+        batch.accounting.push(Accounting {
+            items: -1,
+            bytes: -(slot.size as i64),
+        });
+        batch.changes.push(Change::Delete { key: key.clone() });
+        batch.overlay.insert(key.clone(), Slot::EMPTY);
+    }
+
+    fn evaluate(&mut self, op: &WriteOp, batch: &mut Batch) -> Result<WriteOutcome, String> {
+        let now = self.clock.now_secs();
+        match op {
+            WriteOp::Store {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+            } => {
+                let slot = self.slot(key, batch)?;
+                let slot = if *mode == StoreMode::Set {
+                    slot
+                } else {
+                    slot.readable()?
+                };
+                let live = self.live(&slot, batch);
+                let record = |writer: &mut Self, flags, expiry, value| Record {
+                    flags,
+                    expiry,
+                    cas: writer.new_cas(),
+                    version: writer.new_version(),
+                    value,
+                };
+                let expiry = Expiry::from_exptime(i64::from(*exptime), now);
+                let new = match (mode, &live) {
+                    (StoreMode::Add, Some(_)) | (StoreMode::Replace, None) => {
+                        return Ok(WriteOutcome::NotStored)
+                    }
+                    (StoreMode::Append | StoreMode::Prepend, None) => {
+                        return Ok(WriteOutcome::NotStored)
+                    }
+                    (StoreMode::Cas(_), None) => return Ok(WriteOutcome::NotFound),
+                    (StoreMode::Cas(unique), Some(old)) if *unique == 0 || *unique != old.cas => {
+                        return Ok(WriteOutcome::Exists)
+                    }
+                    (StoreMode::Append | StoreMode::Prepend, Some(old)) => {
+                        let combined = old.value.len() + value.len();
+                        if item_size(key.len(), old.flags, combined)
+                            > self.config.max_item_size as u64
+                        {
+                            return Ok(WriteOutcome::NotStored);
+                        }
+                        let mut joined = BytesMut::with_capacity(combined);
+                        if *mode == StoreMode::Append {
+                            joined.extend_from_slice(&old.value);
+                            joined.extend_from_slice(value);
+                        } else {
+                            joined.extend_from_slice(value);
+                            joined.extend_from_slice(&old.value);
+                        }
+                        record(self, old.flags, old.expiry, joined.freeze())
+                    }
+                    _ => record(self, *flags, expiry, value.clone()),
+                };
+                self.put(key, new, &slot, batch);
+                Ok(WriteOutcome::Stored)
+            }
+            WriteOp::Delete { key } => {
+                let slot = self.slot(key, batch)?;
+                if slot.corrupt.is_none() && self.live(&slot, batch).is_none() {
+                    return Ok(WriteOutcome::NotFound);
+                }
+                self.remove(key, &slot, batch);
+                Ok(WriteOutcome::Deleted)
+            }
+            WriteOp::Arithmetic {
+                key,
+                increment,
+                delta,
+            } => {
+                let slot = self.slot(key, batch)?.readable()?;
+                let Some(old) = self.live(&slot, batch) else {
+                    return Ok(WriteOutcome::NotFound);
+                };
+                let Some(current) = parse_counter(&old.value) else {
+                    return Ok(WriteOutcome::NonNumeric);
+                };
+                let next = if *increment {
+                    current.wrapping_add(*delta)
+                } else {
+                    current.saturating_sub(*delta)
+                };
+                let value = counter_value(next, old.value.len());
+                let new = Record {
+                    cas: self.new_cas(),
+                    version: self.new_version(),
+                    value,
+                    ..old
+                };
+                self.put(key, new, &slot, batch);
+                Ok(WriteOutcome::Number(next))
+            }
+            WriteOp::Touch {
+                key,
+                exptime,
+                return_item,
+            } => {
+                let slot = self.slot(key, batch)?.readable()?;
+                let Some(old) = self.live(&slot, batch) else {
+                    return Ok(WriteOutcome::NotFound);
+                };
+                // A touch keeps the cas unique, as in memcached.
+                let new = Record {
+                    expiry: Expiry::from_exptime(i64::from(*exptime), now),
+                    version: self.new_version(),
+                    ..old
+                };
+                self.put(key, new.clone(), &slot, batch);
+                Ok(if *return_item {
+                    WriteOutcome::Item(new)
+                } else {
+                    WriteOutcome::Touched
+                })
+            }
+            WriteOp::FlushAll { delay } => {
+                let latest = self.new_version();
+                let markers = self.flush_markers(batch).after_flush(*delay, now, latest);
+                batch.flush = Some(markers);
+                batch.changes.push(Change::Flush(markers));
+                batch.accounting.push(Accounting::default());
+                Ok(WriteOutcome::Ok)
+            }
+            WriteOp::Remove { key } => {
+                let slot = self.slot(key, batch)?;
+                self.remove(key, &slot, batch);
+                Ok(WriteOutcome::Ok)
+            }
+            WriteOp::Reclaim { key, version } => {
+                let slot = self.slot(key, batch)?;
+                let same_dead_item = slot
+                    .record
+                    .as_ref()
+                    .is_some_and(|record| record.version == *version)
+                    && self.live(&slot, batch).is_none();
+                if same_dead_item {
+                    self.remove(key, &slot, batch);
+                }
+                Ok(WriteOutcome::Ok)
+            }
+        }
+    }
+}
+
+/// Reads a counter the way memcached's incr does (`strtoull` over the data,
+/// which in memcached is followed by `\r\n` and may end early at a NUL).
+fn parse_counter(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    let text = match memchr_nul(value) {
+        Some(nul) => &value[..nul],
+        None => value,
+    };
+    mcstore_protocol::number::parse_u64(text)
+}
+
+fn memchr_nul(value: &[u8]) -> Option<usize> {
+    value.iter().position(|&b| b == 0)
+}
+
+/// The stored form of an incr/decr result: memcached rewrites the item in
+/// place, padding with spaces, when the number fits in the old length.
+fn counter_value(number: u64, old_len: usize) -> Bytes {
+    let digits = number.to_string();
+    if digits.len() <= old_len {
+        let mut padded = digits.into_bytes();
+        padded.resize(old_len, b' ');
+        Bytes::from(padded)
+    } else {
+        Bytes::from(digits.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_parse_like_strtoull_over_the_item() {
+        assert_eq!(parse_counter(b"12"), Some(12));
+        assert_eq!(parse_counter(b" 12"), Some(12));
+        assert_eq!(parse_counter(b"12 "), Some(12));
+        assert_eq!(parse_counter(b"1 2"), Some(1));
+        assert_eq!(parse_counter(b"12\0junk"), Some(12));
+        assert_eq!(parse_counter(b"12a"), None);
+        assert_eq!(parse_counter(b""), None);
+        assert_eq!(parse_counter(b"-1"), None);
+        assert_eq!(parse_counter(b"18446744073709551616"), None);
+    }
+
+    #[test]
+    fn shrinking_counters_are_padded_in_place() {
+        assert_eq!(counter_value(5, 3), Bytes::from_static(b"5  "));
+        assert_eq!(counter_value(100, 2), Bytes::from_static(b"100"));
+    }
+}
