@@ -112,7 +112,7 @@ impl CapturedOutput {
     }
 
     /// Drains `source` into this capture on a background thread.
-    fn drain_from(&self, mut source: impl Read + Send + 'static) {
+    pub fn drain_from(&self, mut source: impl Read + Send + 'static) {
         let capture = self.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
