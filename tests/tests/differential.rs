@@ -648,6 +648,34 @@ fn retrieval_cases(c: &mut CaseList) {
             2,
         )]
     });
+    c.add("gats_120_keys", |k| {
+        let mut input = Vec::new();
+        for i in (0..120).step_by(3) {
+            input.extend(set(&format!("{k}{i}"), b"g"));
+        }
+        let keys: Vec<String> = (0..120).map(|i| format!("{k}{i}")).collect();
+        input.extend(format!("gats 100 {}\r\n", keys.join(" ")).as_bytes());
+        vec![step(input, 41)]
+    });
+    c.add("gets_120_keys_after_cas", |k| {
+        let key = format!("{k}0");
+        let keys: Vec<String> = (0..120).map(|i| format!("{k}{i}")).collect();
+        let mut first = Vec::new();
+        for i in 0..120 {
+            first.extend(set(&format!("{k}{i}"), b"c"));
+        }
+        first.extend(format!("gets {key}\r\n").as_bytes());
+        vec![
+            step(first, 121),
+            step(
+                cat(&[
+                    &store("cas", &key, "0", "0", b"d", &format!("<cas:{key}>")),
+                    format!("gets {}\r\n", keys.join(" ")).as_bytes(),
+                ]),
+                2,
+            ),
+        ]
+    });
     c.add("gats_hit_many", |k| {
         vec![step(
             cat(&[
@@ -1560,6 +1588,26 @@ fn stat_names(addr: SocketAddr) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Limit on the characters of one escaped input or reply in a mismatch report.
+const SHOWN_CHARS: usize = 3000;
+
+/// Truncates a long escaped text for display.
+fn shorten(text: String) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!(
+            "{}…({} more chars)",
+            &text[..cut],
+            text[cut..].chars().count()
+        ),
+        None => text,
+    }
+}
+
+/// Byte offset of the first difference between two replies.
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 fn describe_input(case: &Case) -> String {
     case.steps
         .iter()
@@ -1570,7 +1618,7 @@ fn describe_input(case: &Case) -> String {
             } else {
                 format!(" (after {:?})", s.pause_before)
             };
-            format!("    step {i}{pause}: {}", escape(&s.input))
+            format!("    step {i}{pause}: {}", shorten(escape(&s.input)))
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -1630,12 +1678,15 @@ fn mcstore_replies_like_memcached() {
         let expected_norm = normalise(&expected.reply);
         let actual_norm = normalise(&actual.reply);
         if expected_norm != actual_norm {
+            let offset = first_difference(&expected_norm, &actual_norm);
             println!(
-                "MISMATCH {}\n  input:\n{}\n  memcached: {}\n  {subject_name}: {}\n",
+                "MISMATCH {}\n  input:\n{}\n  memcached: {}\n  {subject_name}: {}\n  first difference at reply byte {offset}: memcached {} vs {subject_name} {}\n",
                 case.name,
                 describe_input(case),
-                escape(&expected_norm),
-                escape(&actual_norm)
+                shorten(escape(&expected_norm)),
+                shorten(escape(&actual_norm)),
+                shorten(escape(&expected_norm[offset..(offset + 40).min(expected_norm.len())])),
+                shorten(escape(&actual_norm[offset..(offset + 40).min(actual_norm.len())])),
             );
             mismatches.push(case.name.clone());
         }
@@ -1683,4 +1734,26 @@ fn mcstore_replies_like_memcached() {
             "self-check: case reply counts are wrong: {harness_notes:?}"
         );
     }
+}
+
+#[test]
+fn normalisation_numbers_cas_by_first_appearance() {
+    let reply = b"VALUE a 0 1 555\r\nx\r\nVALUE b 0 1 777\r\n\r\n\r\nEND\r\nVALUE a 0 1 555\r\nx\r\nEND\r\nVERSION 1.6.18\r\n";
+    assert_eq!(
+        normalise(reply),
+        b"VALUE a 0 1 #0\r\nx\r\nVALUE b 0 1 #1\r\n\r\n\r\nEND\r\nVALUE a 0 1 #0\r\nx\r\nEND\r\nVERSION <v>\r\n"
+    );
+    // A value that looks like a VALUE header is data, not a header.
+    let tricky = b"VALUE a 0 15\r\nVALUE z 0 1 9\r\n\r\nEND\r\n";
+    assert_eq!(normalise(tricky), tricky);
+}
+
+#[test]
+fn cas_markers_are_substituted() {
+    let mut seen = HashMap::new();
+    seen.insert(b"k1".to_vec(), b"42".to_vec());
+    assert_eq!(
+        substitute_cas(b"cas k1 0 0 1 <cas:k1>\r\ncas k2 0 0 1 <cas:k2>\r\n", &seen),
+        b"cas k1 0 0 1 42\r\ncas k2 0 0 1 0\r\n"
+    );
 }
