@@ -163,6 +163,8 @@ impl McstoreProcess {
             .args(args)
             .env_remove("MCSTORE_LISTEN")
             .env_remove("MCSTORE_DATA_DIR")
+            .env_remove("MCSTORE_SYNC")
+            .env_remove("MCSTORE_MAX_ITEM_SIZE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
