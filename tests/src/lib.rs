@@ -458,7 +458,8 @@ impl Drop for Memcached {
 /// Counts the complete replies at the start of `reply`.
 ///
 /// A reply ends with a line that is neither a `VALUE` header (whose data block
-/// is skipped) nor a `STAT` line: `END`, `STORED`, `ERROR`, a number, etc.
+/// is skipped) nor a `STAT` line: `END`, `STORED`, `ERROR`, a number, etc.;
+/// a meta `VA` header with its data block is one complete reply.
 /// Stops at the first incomplete element.
 pub fn count_reply_terminators(reply: &[u8]) -> usize {
     let mut count = 0;
@@ -466,17 +467,16 @@ pub fn count_reply_terminators(reply: &[u8]) -> usize {
     while let Some(line_len) = find_crlf(&reply[pos..]) {
         let line = &reply[pos..pos + line_len];
         let mut next = pos + line_len + 2;
-        if line.starts_with(b"VALUE ") {
-            let bytes = line
-                .split(|&b| b == b' ')
-                .nth(3)
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .and_then(|t| t.parse::<usize>().ok());
+        if let Some(bytes) = data_block_length(line) {
             match bytes {
                 Some(n) if next + n + 2 <= reply.len() => next += n + 2,
                 Some(_) => return count,
                 // A malformed header: count it so the reader does not hang on it.
                 None => count += 1,
+            }
+            // A meta `VA` header and its data block are a complete reply.
+            if line.starts_with(b"VA ") {
+                count += 1;
             }
         } else if !line.starts_with(b"STAT ") {
             count += 1;
@@ -484,6 +484,25 @@ pub fn count_reply_terminators(reply: &[u8]) -> usize {
         pos = next;
     }
     count
+}
+
+/// For a header line announcing a data block (`VALUE key flags bytes [cas]` or
+/// the meta protocol's `VA bytes flags…`): `Some(parsed length)`; `None` for
+/// other lines.
+pub fn data_block_length(line: &[u8]) -> Option<Option<usize>> {
+    let index = if line.starts_with(b"VALUE ") {
+        3
+    } else if line.starts_with(b"VA ") {
+        1
+    } else {
+        return None;
+    };
+    Some(
+        line.split(|&b| b == b' ')
+            .nth(index)
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse::<usize>().ok()),
+    )
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
@@ -708,6 +727,7 @@ mod tests {
         assert_eq!(count_reply_terminators(reply), 3);
         assert_eq!(count_reply_terminators(b"VALUE a 0 5\r\nEN"), 0);
         assert_eq!(count_reply_terminators(b"STORED\r\nNOT_"), 1);
+        assert_eq!(count_reply_terminators(b"VA 2 f5\r\nEN\r\nMN\r\n"), 2);
     }
 
     #[test]

@@ -26,8 +26,8 @@ use std::thread;
 use std::time::Duration;
 
 use mcstore_e2e::{
-    collect_reply, collect_reply_with_quiet, count_reply_terminators, escape, send_all, Mcstore,
-    Memcached,
+    collect_reply, collect_reply_with_quiet, count_reply_terminators, data_block_length, escape,
+    send_all, Mcstore, Memcached,
 };
 
 /// General stats names checked for presence (when memcached reports them).
@@ -1373,6 +1373,194 @@ fn value_cases(c: &mut CaseList) {
     });
 }
 
+/// Odd but legal (or at least deterministic) inputs beyond the basics.
+fn edge_cases(c: &mut CaseList) {
+    c.add("pipelined_1000_gets_one_send", |k| {
+        let mut input = set(&format!("{k}a"), b"p");
+        for _ in 0..1000 {
+            input.extend(format!("get {k}a\r\n").as_bytes());
+        }
+        vec![step(input, 1001)]
+    });
+    c.add("pipelined_200_sets_one_send", |k| {
+        let mut input = Vec::new();
+        for i in 0..200 {
+            input.extend(set(
+                &format!("{k}{i}"),
+                format!("{i}").repeat(50).as_bytes(),
+            ));
+        }
+        input.extend(format!("get {k}0 {k}199\r\n").as_bytes());
+        vec![step(input, 201)]
+    });
+    c.add("carriage_return_inside_line", |k| {
+        vec![step(format!("get {k}a\r{k}b\r\n"), 1)]
+    });
+    c.add("double_carriage_return", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"x"),
+                format!("get {k}a\r\r\n").as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("set_trailing_space", |k| {
+        vec![step(format!("set {k}a 0 0 1 \r\nx\r\nget {k}a\r\n"), 2)]
+    });
+    c.add("set_capitalised_command", |k| {
+        vec![step(format!("Set {k}a 0 0 1\r\nx\r\nget {k}a\r\n"), 3)]
+    });
+    c.add("incr_delta_leading_zeros", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"1"),
+                format!("incr {k}a 007\r\n").as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("decr_delta_minus_zero", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"1"),
+                format!("decr {k}a -0\r\n").as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("incr_delta_plus_sign", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"1"),
+                format!("incr {k}a +3\r\n").as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("incr_twenty_digit_value", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"09999999999999999999"),
+                format!("incr {k}a 1\r\nget {k}a\r\n").as_bytes(),
+            ]),
+            3,
+        )]
+    });
+    c.add("delete_noreply_extra_token", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"x"),
+                format!("delete {k}a noreply extra\r\nget {k}a\r\n").as_bytes(),
+            ]),
+            3,
+        )]
+    });
+    c.add("flush_all_noreply_extra", |_| {
+        vec![step("flush_all 0 noreply extra\r\n", 1)]
+    });
+    c.add("version_noreply", |_| vec![step("version noreply\r\n", 1)]);
+    c.add("quit_noreply", |_| vec![step("quit noreply\r\n", 0)]);
+    c.add("touch_250_byte_key", |k| {
+        let key = format!("{k}{}", "t".repeat(250 - k.len()));
+        vec![step(
+            cat(&[
+                &set(&key, b"x"),
+                format!("touch {key} 10\r\ngat 0 {key}\r\n").as_bytes(),
+            ]),
+            3,
+        )]
+    });
+    c.add("get_30_keys_of_250_bytes", |k| {
+        let keys: Vec<String> = (0..30)
+            .map(|i| format!("{k}{i:02}{}", "g".repeat(248 - k.len())))
+            .collect();
+        vec![step(
+            cat(&[
+                &set(&keys[29], b"last"),
+                format!("get {}\r\n", keys.join(" ")).as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("value_exactly_crlf_terminated_twice", |k| {
+        vec![step(format!("set {k}a 0 0 2\r\n\r\n\r\nget {k}a\r\n"), 2)]
+    });
+    c.add("append_noreply_missing", |k| {
+        vec![step(
+            cat(&[
+                &store("append", &format!("{k}a"), "0", "0", b"x", "noreply"),
+                format!("get {k}a\r\n").as_bytes(),
+            ]),
+            1,
+        )]
+    });
+    c.add("cas_zero_unique", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"x"),
+                &store("cas", &format!("{k}a"), "0", "0", b"y", "0"),
+                format!("get {k}a\r\n").as_bytes(),
+            ]),
+            3,
+        )]
+    });
+    c.add("cas_negative_exptime_success", |k| {
+        let key = format!("{k}a");
+        vec![
+            step(
+                cat(&[&set(&key, b"x"), format!("gets {key}\r\n").as_bytes()]),
+                2,
+            ),
+            step(
+                cat(&[
+                    &store("cas", &key, "0", "-1", b"y", &format!("<cas:{key}>")),
+                    format!("get {key}\r\n").as_bytes(),
+                ]),
+                2,
+            ),
+        ]
+    });
+    // Meta protocol basics (memcached 1.6 speaks it on the same port).
+    c.add("meta_noop", |_| vec![step("mn\r\n", 1)]);
+    c.add("meta_get_miss_and_hit", |k| {
+        vec![step(
+            cat(&[
+                &store("set", &format!("{k}a"), "5", "0", b"meta", ""),
+                format!("mg {k}b v\r\nmg {k}a v f k\r\nmn\r\n").as_bytes(),
+            ]),
+            4,
+        )]
+    });
+    c.add("meta_set_and_delete", |k| {
+        vec![step(
+            format!("ms {k}a 2\r\nhi\r\nmg {k}a v\r\nmd {k}a\r\nmg {k}a v\r\nmn\r\n"),
+            5,
+        )]
+    });
+    c.add("meta_arithmetic", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"10"),
+                format!("ma {k}a\r\nma {k}a v\r\nma {k}missing\r\nmn\r\n").as_bytes(),
+            ]),
+            5,
+        )]
+    });
+    c.add("meta_debug", |k| {
+        vec![step(
+            cat(&[
+                &set(&format!("{k}a"), b"1"),
+                format!("me {k}a\r\n").as_bytes(),
+            ]),
+            2,
+        )]
+    });
+    c.add("meta_bad_flags", |k| {
+        vec![step(format!("mg {k}a !\r\n"), 1)]
+    });
+}
+
 /// Cases that need time to pass; few and bounded (about 3 s each).
 fn timed_cases(c: &mut CaseList) {
     c.add("timed_relative_exptime_and_touch", |k| {
@@ -1424,6 +1612,7 @@ fn all_cases() -> Vec<Case> {
     misc_command_cases(&mut list);
     framing_cases(&mut list);
     value_cases(&mut list);
+    edge_cases(&mut list);
     timed_cases(&mut list);
     list.cases
 }
@@ -1441,12 +1630,10 @@ fn for_each_value_header(reply: &[u8], mut visit: impl FnMut(&[u8])) {
     while let Some(len) = reply[pos..].windows(2).position(|w| w == b"\r\n") {
         let line = &reply[pos..pos + len];
         pos += len + 2;
-        if line.starts_with(b"VALUE ") {
-            visit(line);
-            let bytes = line
-                .split(|&b| b == b' ')
-                .nth(3)
-                .and_then(|t| std::str::from_utf8(t).ok()?.parse::<usize>().ok());
+        if let Some(bytes) = data_block_length(line) {
+            if line.starts_with(b"VALUE ") {
+                visit(line);
+            }
             if let Some(n) = bytes {
                 pos = (pos + n + 2).min(reply.len());
             }
@@ -1534,9 +1721,9 @@ fn normalise(reply: &[u8]) -> Vec<u8> {
             out.extend_from_slice(b"VERSION <v>\r\n");
             continue;
         }
-        if line.starts_with(b"VALUE ") {
+        if let Some(bytes) = data_block_length(line) {
             let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-            if tokens.len() == 5 {
+            if tokens.len() == 5 && tokens[0] == b"VALUE" {
                 let next = cas_ids.len();
                 let id = *cas_ids.entry(tokens[4].to_vec()).or_insert(next);
                 out.extend_from_slice(&tokens[..4].join(&b' '));
@@ -1545,10 +1732,7 @@ fn normalise(reply: &[u8]) -> Vec<u8> {
                 out.extend_from_slice(line);
                 out.extend_from_slice(b"\r\n");
             }
-            if let Some(n) = tokens
-                .get(3)
-                .and_then(|t| std::str::from_utf8(t).ok()?.parse::<usize>().ok())
-            {
+            if let Some(n) = bytes {
                 let end = (pos + n + 2).min(reply.len());
                 out.extend_from_slice(&reply[pos..end]);
                 pos = end;
