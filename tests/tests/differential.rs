@@ -1547,15 +1547,6 @@ fn edge_cases(c: &mut CaseList) {
             5,
         )]
     });
-    c.add("meta_debug", |k| {
-        vec![step(
-            cat(&[
-                &set(&format!("{k}a"), b"1"),
-                format!("me {k}a\r\n").as_bytes(),
-            ]),
-            2,
-        )]
-    });
     c.add("meta_bad_flags", |k| {
         vec![step(format!("mg {k}a !\r\n"), 1)]
     });
