@@ -11,7 +11,9 @@
 //!   acknowledged write started after its acknowledgement supersedes (the last
 //!   acknowledged one, or a later one still in flight). No value may be corrupt.
 //!   Later rounds keep checking the earlier rounds' keys (recovery after recovery).
-//!   The random seed is printed; set `CRASH_SEED` to replay it.
+//!   The random seed is printed; set `CRASH_SEED` to replay it. `CRASH_SYNC`
+//!   (e.g. `periodic`) passes `--sync` to the server; by default it runs with
+//!   the server's default, `--sync always`.
 //! - `sigterm_during_load_exits_cleanly_and_keeps_writes`: SIGTERM under load
 //!   exits 0 and the acknowledged writes survive a restart.
 //! - `second_instance_on_same_data_dir_refuses_to_start`: a second mcstore on a
@@ -35,6 +37,15 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keys fetched per `get` during verification.
 const VERIFY_BATCH: usize = 100;
 
+/// Extra server arguments for the kill -9 test: `--sync <CRASH_SYNC>` if set
+/// (default: none, i.e. the server's default `--sync always`).
+fn crash_server_args() -> Vec<String> {
+    match std::env::var("CRASH_SYNC") {
+        Ok(mode) if !mode.is_empty() => vec!["--sync".to_string(), mode],
+        _ => Vec::new(),
+    }
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -53,7 +64,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// `key|round|thread|seq|payload|checksum`, with a payload of varying length.
 fn make_value(key: &str, round: u64, thread: usize, seq: u64) -> Vec<u8> {
     let mut value = format!("{key}|r{round}|t{thread}|s{seq}|").into_bytes();
-    let payload_len = (fnv1a(&value) % 1500) as usize + 16;
+    let hash = fnv1a(&value);
+    // Mostly small values; about one in 64 is large (64-192 KiB).
+    let payload_len = if hash % 64 == 0 {
+        64 * 1024 + (hash >> 8) as usize % (128 * 1024)
+    } else {
+        (hash % 1500) as usize + 16
+    };
     value.extend((0..payload_len).map(|i| b'a' + ((i as u64 + seq) % 26) as u8));
     let checksum = fnv1a(&value);
     value.extend(format!("|{checksum:016x}").as_bytes());
@@ -295,9 +312,10 @@ fn kill9_loses_no_acknowledged_write() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    println!("crash test: {rounds} rounds, {threads} writers, CRASH_SEED={seed}");
+    let args = crash_server_args();
+    println!("crash test: {rounds} rounds, {threads} writers, args {args:?}, CRASH_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut server = Mcstore::start(&[]);
+    let mut server = Mcstore::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut expect = Expectations::default();
 
     for round in 0..rounds {
