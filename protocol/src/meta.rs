@@ -340,6 +340,7 @@ impl MetaRequest {
             MetaRequest::Get(get) => {
                 out.put_slice(b"mg ");
                 put_key(out, &get.key, get.base64_key);
+                put_switch(out, b'b', get.base64_key);
                 put_returns(out, &get.returns, get.opaque.as_ref());
                 put_switch(out, b'v', get.value);
                 put_switch(out, b'q', get.quiet);
@@ -353,6 +354,7 @@ impl MetaRequest {
                 out.put_slice(b"ms ");
                 put_key(out, &set.key, set.base64_key);
                 put_fmt(out, format_args!(" {}", set.value.len()));
+                put_switch(out, b'b', set.base64_key);
                 put_returns(out, &set.returns, set.opaque.as_ref());
                 if set.mode != MetaSetMode::Set {
                     out.put_slice(&[b' ', b'M', set.mode.byte()]);
@@ -371,6 +373,7 @@ impl MetaRequest {
             MetaRequest::Delete(delete) => {
                 out.put_slice(b"md ");
                 put_key(out, &delete.key, delete.base64_key);
+                put_switch(out, b'b', delete.base64_key);
                 put_returns(out, &delete.returns, delete.opaque.as_ref());
                 put_number(out, b'C', delete.compare_cas);
                 put_switch(out, b'I', delete.invalidate);
@@ -381,6 +384,7 @@ impl MetaRequest {
             MetaRequest::Arithmetic(arith) => {
                 out.put_slice(b"ma ");
                 put_key(out, &arith.key, arith.base64_key);
+                put_switch(out, b'b', arith.base64_key);
                 put_returns(out, &arith.returns, arith.opaque.as_ref());
                 put_switch(out, b'v', arith.value);
                 if arith.mode == MetaArithmeticMode::Decrement {
@@ -402,18 +406,18 @@ impl MetaRequest {
             MetaRequest::Debug(debug) => {
                 out.put_slice(b"me ");
                 put_key(out, &debug.key, debug.base64_key);
+                put_switch(out, b'b', debug.base64_key);
                 out.put_slice(b"\r\n");
             }
         }
     }
 }
 
-/// Writes a key token: the key itself, or its base64 encoding followed by the
-/// `b` flag.
+/// Writes a key token: the key itself, or its base64 encoding (the caller
+/// adds the `b` flag).
 fn put_key(out: &mut impl BufMut, key: &[u8], base64: bool) {
     if base64 {
         encode_base64(key, out);
-        out.put_slice(b" b");
     } else {
         out.put_slice(key);
     }
@@ -963,6 +967,7 @@ impl MetaFlag {
             MetaFlag::Key { key, base64 } => {
                 out.put_u8(b'k');
                 put_key(out, key, *base64);
+                put_switch(out, b'b', *base64);
             }
             MetaFlag::LastAccess(seconds) => put_fmt(out, format_args!("l{seconds}")),
             MetaFlag::Opaque(opaque) => {
@@ -1222,6 +1227,10 @@ pub(crate) fn parse_meta_reply(
     line: &[u8],
     line_len: usize,
 ) -> Option<Decoded<Reply>> {
+    // Every meta reply starts with a two-letter code and a space or the end.
+    if line.len() < 2 || line.get(2).is_some_and(|&b| b != b' ') {
+        return None;
+    }
     let tokens: Vec<&[u8]> = line
         .split(|&b| b == b' ')
         .filter(|token| !token.is_empty())
