@@ -23,8 +23,9 @@ pub mod reply;
 pub mod request;
 
 pub use meta::{
-    MetaArithmetic, MetaArithmeticMode, MetaDebug, MetaDebugInfo, MetaDelete, MetaFlag, MetaGet,
-    MetaReply, MetaRequest, MetaSet, MetaSetMode, MetaStatus, ReturnFlag,
+    ExptimeChange, MetaArithmetic, MetaArithmeticMode, MetaDebug, MetaDebugInfo, MetaDelete,
+    MetaFlag, MetaGet, MetaReply, MetaRequest, MetaSet, MetaSetMode, MetaStatus, ReturnFlag,
+    TtlOrder,
 };
 pub use parse::{item_size, parse_request, CloseReason, Decoded, Frame};
 pub use reply::{encode_value_header, parse_reply, Reply, Value};

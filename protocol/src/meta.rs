@@ -144,6 +144,75 @@ pub struct MetaGet {
     /// exptime (converted as exptimes are), and which has not sent a win
     /// token yet, answer with `W` and mark the token sent.
     pub recache: Option<i32>,
+    /// Where `T` and `N` stood relative to `t`; see [`MetaGet::exptime`].
+    pub ttl_order: TtlOrder,
+}
+
+impl MetaGet {
+    /// Which exptime an `mg` that found or created (`created`) its item
+    /// leaves on it, or (`at_ttl`) which one its `t` flag reports.
+    /// [`ExptimeChange::Unchanged`] means the item's exptime as it was (for
+    /// an item this request created: none, `t-1`).
+    pub fn exptime(&self, created: bool, at_ttl: bool) -> ExptimeChange {
+        self.ttl_order
+            .exptime(self.touch, self.vivify, created, at_ttl)
+    }
+}
+
+/// Where `T` and `N` stood relative to `t` (and to each other) in an `mg`
+/// or `ma`. memcached applies `T`, and `N` on an item the request created,
+/// at their positions among the flags, so a `t` reports the exptime as it
+/// is at its own position, and the later of `T` and `N` decides a created
+/// item's exptime. Each field is false unless both flags were sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TtlOrder {
+    /// `T` came before `t`.
+    pub touch_before_ttl: bool,
+    /// `N` came before `t`.
+    pub vivify_before_ttl: bool,
+    /// `N` came before `T`.
+    pub vivify_before_touch: bool,
+}
+
+/// The exptime an `mg`/`ma` sets, or its `t` flag reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExptimeChange {
+    /// The item's exptime is left as it was.
+    Unchanged,
+    /// The `T` exptime.
+    Touch(i32),
+    /// The `N` exptime (only for an item the request created).
+    Vivify(i32),
+}
+
+impl TtlOrder {
+    fn exptime(
+        self,
+        touch: Option<i32>,
+        vivify: Option<i32>,
+        created: bool,
+        at_ttl: bool,
+    ) -> ExptimeChange {
+        let touch = touch.filter(|_| !at_ttl || self.touch_before_ttl);
+        let vivify = vivify.filter(|_| created && (!at_ttl || self.vivify_before_ttl));
+        match (touch, vivify) {
+            (Some(touch), Some(_)) if self.vivify_before_touch => ExptimeChange::Touch(touch),
+            (_, Some(vivify)) => ExptimeChange::Vivify(vivify),
+            (Some(touch), None) => ExptimeChange::Touch(touch),
+            (None, None) => ExptimeChange::Unchanged,
+        }
+    }
+
+    /// Computes the order from the flags' positions.
+    fn from_positions(touch: Option<usize>, vivify: Option<usize>, ttl: Option<usize>) -> Self {
+        let before =
+            |a: Option<usize>, b: Option<usize>| matches!((a, b), (Some(a), Some(b)) if a < b);
+        TtlOrder {
+            touch_before_ttl: before(touch, ttl),
+            vivify_before_ttl: before(vivify, ttl),
+            vivify_before_touch: before(vivify, touch),
+        }
+    }
 }
 
 /// The `M` mode of `ms`.
@@ -303,6 +372,8 @@ pub struct MetaArithmetic {
     pub vivify: Option<i32>,
     /// `T<exptime>`: on success, set the item's exptime.
     pub ttl: Option<i32>,
+    /// Where `T` and `N` stood relative to `t`; see [`MetaArithmetic::exptime`].
+    pub ttl_order: TtlOrder,
     /// `C<cas>`: apply only if the item's cas unique equals this (0 compares
     /// nothing).
     pub compare_cas: Option<u64>,
@@ -310,6 +381,17 @@ pub struct MetaArithmetic {
     pub value: bool,
     /// `q`: see the type's documentation.
     pub quiet: bool,
+}
+
+impl MetaArithmetic {
+    /// Which exptime an `ma` that updated or created (`created`) its item
+    /// leaves on it, or (`at_ttl`) which one its `t` flag reports.
+    /// [`ExptimeChange::Unchanged`] means the item's exptime as it was (for
+    /// an item this request created: none, `t-1`).
+    pub fn exptime(&self, created: bool, at_ttl: bool) -> ExptimeChange {
+        self.ttl_order
+            .exptime(self.ttl, self.vivify, created, at_ttl)
+    }
 }
 
 /// `me <key> [b]`: the debug dump of an item. Replies [`MetaDebugInfo`]
@@ -341,12 +423,17 @@ impl MetaRequest {
                 out.put_slice(b"mg ");
                 put_key(out, &get.key, get.base64_key);
                 put_switch(out, b'b', get.base64_key);
-                put_returns(out, &get.returns, get.opaque.as_ref());
+                put_ordered(
+                    out,
+                    &get.returns,
+                    get.opaque.as_ref(),
+                    get.touch,
+                    get.vivify,
+                    get.ttl_order,
+                );
                 put_switch(out, b'v', get.value);
                 put_switch(out, b'q', get.quiet);
                 put_switch(out, b'u', get.no_bump);
-                put_number(out, b'T', get.touch);
-                put_number(out, b'N', get.vivify);
                 put_number(out, b'R', get.recache);
                 out.put_slice(b"\r\n");
             }
@@ -385,7 +472,14 @@ impl MetaRequest {
                 out.put_slice(b"ma ");
                 put_key(out, &arith.key, arith.base64_key);
                 put_switch(out, b'b', arith.base64_key);
-                put_returns(out, &arith.returns, arith.opaque.as_ref());
+                put_ordered(
+                    out,
+                    &arith.returns,
+                    arith.opaque.as_ref(),
+                    arith.ttl,
+                    arith.vivify,
+                    arith.ttl_order,
+                );
                 put_switch(out, b'v', arith.value);
                 if arith.mode == MetaArithmeticMode::Decrement {
                     out.put_slice(b" MD");
@@ -396,8 +490,6 @@ impl MetaRequest {
                 if arith.initial != 0 {
                     put_fmt(out, format_args!(" J{}", arith.initial));
                 }
-                put_number(out, b'N', arith.vivify);
-                put_number(out, b'T', arith.ttl);
                 put_number(out, b'C', arith.compare_cas);
                 put_switch(out, b'q', arith.quiet);
                 out.put_slice(b"\r\n");
@@ -430,6 +522,37 @@ fn put_returns(out: &mut impl BufMut, returns: &[ReturnFlag], opaque: Option<&By
             out.put_slice(opaque.map(|o| &o[..]).unwrap_or_default());
         }
     }
+}
+
+/// The return flags with `T` and `N` placed as `order` says.
+fn put_ordered(
+    out: &mut impl BufMut,
+    returns: &[ReturnFlag],
+    opaque: Option<&Bytes>,
+    touch: Option<i32>,
+    vivify: Option<i32>,
+    order: TtlOrder,
+) {
+    let mut touch_left = touch;
+    let mut vivify_left = vivify;
+    let put_setters = |out: &mut _, touch: Option<i32>, vivify: Option<i32>| {
+        if order.vivify_before_touch {
+            put_number(out, b'N', vivify);
+            put_number(out, b'T', touch);
+        } else {
+            put_number(out, b'T', touch);
+            put_number(out, b'N', vivify);
+        }
+    };
+    for (i, flag) in returns.iter().enumerate() {
+        if *flag == ReturnFlag::Ttl {
+            let touch = touch_left.take_if(|_| order.touch_before_ttl);
+            let vivify = vivify_left.take_if(|_| order.vivify_before_ttl);
+            put_setters(out, touch, vivify);
+        }
+        put_returns(out, &returns[i..=i], opaque);
+    }
+    put_setters(out, touch_left, vivify_left);
 }
 
 fn put_switch(out: &mut impl BufMut, flag: u8, on: bool) {
@@ -474,6 +597,10 @@ struct Flags<'a> {
     mode: Option<u8>,
     initial: u64,
     delta: Option<u64>,
+    /// Positions of `T`, `N` and `t` among the flags.
+    touch_at: Option<usize>,
+    vivify_at: Option<usize>,
+    ttl_at: Option<usize>,
 }
 
 impl Flags<'_> {
@@ -482,6 +609,10 @@ impl Flags<'_> {
             Some(decoded) => Bytes::copy_from_slice(decoded),
             None => Bytes::copy_from_slice(raw),
         }
+    }
+
+    fn ttl_order(&self) -> TtlOrder {
+        TtlOrder::from_positions(self.touch_at, self.vivify_at, self.ttl_at)
     }
 
     fn opaque_too_long(&self) -> bool {
@@ -517,13 +648,19 @@ fn preparse<'a>(key: &[u8], flags: &[&'a [u8]]) -> Result<Flags<'a>, &'static st
             error = Some(message);
         }
     };
-    for &token in flags {
+    for (position, &token) in flags.iter().enumerate() {
         let flag = token[0];
         if flag >= 127 || seen[flag as usize] {
             return Err("duplicate flag");
         }
         seen[flag as usize] = true;
         let argument = &token[1..];
+        match flag {
+            b'T' => parsed.touch_at = Some(position),
+            b'N' => parsed.vivify_at = Some(position),
+            b't' => parsed.ttl_at = Some(position),
+            _ => {}
+        }
         if let Some(returned) = ReturnFlag::from_byte(flag) {
             parsed.returns.push(returned);
             if returned == ReturnFlag::Opaque {
@@ -649,6 +786,7 @@ pub(crate) fn parse_meta(
                 touch: flags.ttl,
                 vivify: flags.vivify,
                 recache: flags.recache,
+                ttl_order: flags.ttl_order(),
             })
         }
         b'd' => {
@@ -690,6 +828,7 @@ pub(crate) fn parse_meta(
                 initial: flags.initial,
                 vivify: flags.vivify,
                 ttl: flags.ttl,
+                ttl_order: flags.ttl_order(),
                 compare_cas: flags.cas,
                 value: flags.value,
                 quiet: flags.quiet,

@@ -37,6 +37,7 @@ fn get(key: &str) -> MetaGet {
         touch: None,
         vivify: None,
         recache: None,
+        ttl_order: TtlOrder::default(),
     }
 }
 
@@ -80,6 +81,7 @@ fn arith(key: &str) -> MetaArithmetic {
         initial: 0,
         vivify: None,
         ttl: None,
+        ttl_order: TtlOrder::default(),
         compare_cas: None,
         value: false,
         quiet: false,
@@ -103,6 +105,28 @@ fn sample_requests() -> Vec<MetaRequest> {
             vivify: Some(30),
             recache: Some(-1),
             ..get("foo")
+        }),
+        MetaRequest::Get(MetaGet {
+            returns: vec![Cas, Ttl, Size],
+            touch: Some(40),
+            vivify: Some(30),
+            ttl_order: TtlOrder {
+                touch_before_ttl: true,
+                vivify_before_ttl: true,
+                vivify_before_touch: true,
+            },
+            ..get("ordered")
+        }),
+        MetaRequest::Get(MetaGet {
+            returns: vec![Ttl],
+            touch: Some(40),
+            vivify: Some(30),
+            ttl_order: TtlOrder {
+                touch_before_ttl: true,
+                vivify_before_ttl: false,
+                vivify_before_touch: false,
+            },
+            ..get("ordered")
         }),
         MetaRequest::Get(MetaGet {
             key: Bytes::from_static(BINARY_KEY),
@@ -168,6 +192,17 @@ fn sample_requests() -> Vec<MetaRequest> {
         }),
         MetaRequest::Arithmetic(MetaArithmetic {
             delta: u64::MAX,
+            ..arith("m")
+        }),
+        MetaRequest::Arithmetic(MetaArithmetic {
+            returns: vec![Ttl],
+            ttl: Some(20),
+            vivify: Some(30),
+            ttl_order: TtlOrder {
+                touch_before_ttl: false,
+                vivify_before_ttl: true,
+                vivify_before_touch: true,
+            },
             ..arith("m")
         }),
         MetaRequest::Noop,
@@ -987,4 +1022,62 @@ fn value_header_matches_full_encoding() {
     }
     .encode(&mut full);
     assert_eq!(header, full);
+}
+
+#[test]
+fn touch_and_vivify_apply_at_their_position() {
+    use ExptimeChange::*;
+    let get = |line: &str| match parsed(line.as_bytes()) {
+        MetaRequest::Get(get) => get,
+        other => panic!("{other:?}"),
+    };
+    let arith = |line: &str| match parsed(line.as_bytes()) {
+        MetaRequest::Arithmetic(arith) => arith,
+        other => panic!("{other:?}"),
+    };
+    // Verified against memcached: `(created, what t reports, final exptime)`.
+    // `mg o2 t T30` on an item with 100 s left answers t100 and leaves 30.
+    let g = get("mg o2 t T30\r\n");
+    assert_eq!(g.exptime(false, true), Unchanged);
+    assert_eq!(g.exptime(false, false), Touch(30));
+    // `mg o3 t N30` creating the item answers t-1 and leaves 30.
+    let g = get("mg o3 t N30\r\n");
+    assert_eq!(g.exptime(true, true), Unchanged);
+    assert_eq!(g.exptime(true, false), Vivify(30));
+    // ... and on a hit N does nothing.
+    assert_eq!(g.exptime(false, false), Unchanged);
+    // `mg o4 N30 t` answers t30.
+    assert_eq!(get("mg o4 N30 t\r\n").exptime(true, true), Vivify(30));
+    // `mg o5 N30 T40 t` answers t40 and leaves 40.
+    let g = get("mg o5 N30 T40 t\r\n");
+    assert_eq!(g.exptime(true, true), Touch(40));
+    assert_eq!(g.exptime(true, false), Touch(40));
+    // `mg o6 T40 N30 t` answers t30 and leaves 30.
+    let g = get("mg o6 T40 N30 t\r\n");
+    assert_eq!(g.exptime(true, true), Vivify(30));
+    assert_eq!(g.exptime(true, false), Vivify(30));
+    // `mg o7 T40 t N30` answers t40 and leaves 30.
+    let g = get("mg o7 T40 t N30\r\n");
+    assert_eq!(g.exptime(true, true), Touch(40));
+    assert_eq!(g.exptime(true, false), Vivify(30));
+    // `ma o8 t T30` on an item with 100 s left answers t100, leaves 30.
+    let a = arith("ma o8 t T30\r\n");
+    assert_eq!(a.exptime(false, true), Unchanged);
+    assert_eq!(a.exptime(false, false), Touch(30));
+    // `ma o9 t N30 v` creating the item answers t-1, leaves 30.
+    let a = arith("ma o9 t N30 v\r\n");
+    assert_eq!(a.exptime(true, true), Unchanged);
+    assert_eq!(a.exptime(true, false), Vivify(30));
+    // `ma o10 T20 N30 t` creating the item answers t30, leaves 30.
+    let a = arith("ma o10 T20 N30 t\r\n");
+    assert_eq!(a.exptime(true, true), Vivify(30));
+    assert_eq!(a.exptime(true, false), Vivify(30));
+    // The order survives encoding.
+    for line in [
+        "mg k T40 t N30\r\n",
+        "mg k N30 T40 t\r\n",
+        "mg k t N30 T40\r\n",
+    ] {
+        assert_eq!(encode(&parsed(line.as_bytes())), line.as_bytes());
+    }
 }
