@@ -157,6 +157,13 @@ impl MetaGet {
         self.ttl_order
             .exptime(self.touch, self.vivify, created, at_ttl)
     }
+
+    /// The exptime `recache` (`R`) is compared with on a hit: the `T`
+    /// exptime when `T` came before `R`, else `None` (the item's exptime as
+    /// it was before this request).
+    pub fn recache_compares_with(&self) -> Option<i32> {
+        self.touch.filter(|_| self.ttl_order.touch_before_recache)
+    }
 }
 
 /// Where `T` and `N` stood relative to `t` (and to each other) in an `mg`
@@ -172,6 +179,9 @@ pub struct TtlOrder {
     pub vivify_before_ttl: bool,
     /// `N` came before `T`.
     pub vivify_before_touch: bool,
+    /// `T` came before `R` (`mg`): `R` then compares against the `T`
+    /// exptime instead of the item's previous one.
+    pub touch_before_recache: bool,
 }
 
 /// The exptime an `mg`/`ma` sets, or its `t` flag reports.
@@ -204,13 +214,19 @@ impl TtlOrder {
     }
 
     /// Computes the order from the flags' positions.
-    fn from_positions(touch: Option<usize>, vivify: Option<usize>, ttl: Option<usize>) -> Self {
+    fn from_positions(
+        touch: Option<usize>,
+        vivify: Option<usize>,
+        ttl: Option<usize>,
+        recache: Option<usize>,
+    ) -> Self {
         let before =
             |a: Option<usize>, b: Option<usize>| matches!((a, b), (Some(a), Some(b)) if a < b);
         TtlOrder {
             touch_before_ttl: before(touch, ttl),
             vivify_before_ttl: before(vivify, ttl),
             vivify_before_touch: before(vivify, touch),
+            touch_before_recache: before(touch, recache),
         }
     }
 }
@@ -427,14 +443,12 @@ impl MetaRequest {
                     out,
                     &get.returns,
                     get.opaque.as_ref(),
-                    get.touch,
-                    get.vivify,
+                    [get.touch, get.vivify, get.recache],
                     get.ttl_order,
                 );
                 put_switch(out, b'v', get.value);
                 put_switch(out, b'q', get.quiet);
                 put_switch(out, b'u', get.no_bump);
-                put_number(out, b'R', get.recache);
                 out.put_slice(b"\r\n");
             }
             MetaRequest::Set(set) => {
@@ -476,8 +490,7 @@ impl MetaRequest {
                     out,
                     &arith.returns,
                     arith.opaque.as_ref(),
-                    arith.ttl,
-                    arith.vivify,
+                    [arith.ttl, arith.vivify, None],
                     arith.ttl_order,
                 );
                 put_switch(out, b'v', arith.value);
@@ -524,23 +537,30 @@ fn put_returns(out: &mut impl BufMut, returns: &[ReturnFlag], opaque: Option<&By
     }
 }
 
-/// The return flags with `T` and `N` placed as `order` says.
+/// The return flags with `T`, `N` and `R` (`[touch, vivify, recache]`)
+/// placed as `order` says.
 fn put_ordered(
     out: &mut impl BufMut,
     returns: &[ReturnFlag],
     opaque: Option<&Bytes>,
-    touch: Option<i32>,
-    vivify: Option<i32>,
+    [touch, vivify, recache]: [Option<i32>; 3],
     order: TtlOrder,
 ) {
     let mut touch_left = touch;
     let mut vivify_left = vivify;
-    let put_setters = |out: &mut _, touch: Option<i32>, vivify: Option<i32>| {
+    let mut recache_left = recache;
+    let mut put_setters = |out: &mut _, touch: Option<i32>, vivify: Option<i32>| {
+        let mut put_touch = |out: &mut _| {
+            if touch.is_some() && !order.touch_before_recache {
+                put_number(out, b'R', recache_left.take());
+            }
+            put_number(out, b'T', touch);
+        };
         if order.vivify_before_touch {
             put_number(out, b'N', vivify);
-            put_number(out, b'T', touch);
+            put_touch(out);
         } else {
-            put_number(out, b'T', touch);
+            put_touch(out);
             put_number(out, b'N', vivify);
         }
     };
@@ -553,6 +573,7 @@ fn put_ordered(
         put_returns(out, &returns[i..=i], opaque);
     }
     put_setters(out, touch_left, vivify_left);
+    put_number(out, b'R', recache_left);
 }
 
 fn put_switch(out: &mut impl BufMut, flag: u8, on: bool) {
@@ -601,6 +622,7 @@ struct Flags<'a> {
     touch_at: Option<usize>,
     vivify_at: Option<usize>,
     ttl_at: Option<usize>,
+    recache_at: Option<usize>,
 }
 
 impl Flags<'_> {
@@ -612,7 +634,7 @@ impl Flags<'_> {
     }
 
     fn ttl_order(&self) -> TtlOrder {
-        TtlOrder::from_positions(self.touch_at, self.vivify_at, self.ttl_at)
+        TtlOrder::from_positions(self.touch_at, self.vivify_at, self.ttl_at, self.recache_at)
     }
 
     fn opaque_too_long(&self) -> bool {
@@ -659,6 +681,7 @@ fn preparse<'a>(key: &[u8], flags: &[&'a [u8]]) -> Result<Flags<'a>, &'static st
             b'T' => parsed.touch_at = Some(position),
             b'N' => parsed.vivify_at = Some(position),
             b't' => parsed.ttl_at = Some(position),
+            b'R' => parsed.recache_at = Some(position),
             _ => {}
         }
         if let Some(returned) = ReturnFlag::from_byte(flag) {

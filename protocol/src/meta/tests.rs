@@ -114,6 +114,7 @@ fn sample_requests() -> Vec<MetaRequest> {
                 touch_before_ttl: true,
                 vivify_before_ttl: true,
                 vivify_before_touch: true,
+                touch_before_recache: false,
             },
             ..get("ordered")
         }),
@@ -125,7 +126,9 @@ fn sample_requests() -> Vec<MetaRequest> {
                 touch_before_ttl: true,
                 vivify_before_ttl: false,
                 vivify_before_touch: false,
+                touch_before_recache: false,
             },
+            recache: Some(5),
             ..get("ordered")
         }),
         MetaRequest::Get(MetaGet {
@@ -202,6 +205,7 @@ fn sample_requests() -> Vec<MetaRequest> {
                 touch_before_ttl: false,
                 vivify_before_ttl: true,
                 vivify_before_touch: true,
+                touch_before_recache: false,
             },
             ..arith("m")
         }),
@@ -1072,12 +1076,22 @@ fn touch_and_vivify_apply_at_their_position() {
     let a = arith("ma o10 T20 N30 t\r\n");
     assert_eq!(a.exptime(true, true), Vivify(30));
     assert_eq!(a.exptime(true, false), Vivify(30));
+    // Verified: with 100 s left, `mg rr1 T10 R30` wins (R sees the new
+    // exptime), `mg rr2 R30 T10` does not.
+    assert_eq!(get("mg rr1 T10 R30\r\n").recache_compares_with(), Some(10));
+    assert_eq!(get("mg rr2 R30 T10\r\n").recache_compares_with(), None);
+    assert_eq!(get("mg rr3 R30\r\n").recache_compares_with(), None);
     // The order survives encoding.
     for line in [
         "mg k T40 t N30\r\n",
         "mg k N30 T40 t\r\n",
         "mg k t N30 T40\r\n",
+        "mg k T10 R30\r\n",
+        "mg k R30 T10\r\n",
+        "mg k t R30 N1 T10\r\n",
+        "mg k R30 N1 T10 t\r\n",
     ] {
-        assert_eq!(encode(&parsed(line.as_bytes())), line.as_bytes());
+        let request = parsed(line.as_bytes());
+        assert_eq!(parsed(&encode(&request)), request, "{line:?}");
     }
 }
