@@ -121,8 +121,9 @@ impl ReturnFlag {
 pub struct MetaGet {
     /// The key; already decoded when `base64_key`.
     pub key: Bytes,
-    /// `b`: the key was sent in base64; a `k` in the reply re-encodes it and
-    /// adds `b`.
+    /// `b`: the key was sent in base64. On a miss a `k` in the reply
+    /// re-encodes it and adds `b`; on a hit memcached follows the stored
+    /// item's binary-key mark instead (see [`return_flags`]).
     pub base64_key: bool,
     /// `c f h k l O s t`, in request order: what the reply echoes.
     pub returns: Vec<ReturnFlag>,
@@ -1213,8 +1214,12 @@ pub struct ItemMeta {
 
 /// The reply flags for a request's `returns`, in order. With `item: None`
 /// (a miss, `NF`, `EX`) only `O` and `k` are produced, as memcached does.
-/// `key` is the request's (decoded) key; `k` re-encodes it when `base64_key`.
-/// `mg`'s `Z`, `X`, `W` are not included: the server appends them.
+/// `key` is the request's (decoded) key; `k` re-encodes it in base64 and adds
+/// `b` when `base64_key`. Pass the request's `base64_key`, except for an
+/// `mg` hit, where memcached uses the stored item's mark instead (an item
+/// stored by `ms` with `b` has a binary key; `mg YWJj b k` on an item stored
+/// as `abc` answers `HD kabc`). `mg`'s `Z`, `X`, `W` are not included: the
+/// server appends them, in that order.
 pub fn return_flags(
     returns: &[ReturnFlag],
     key: &Bytes,
