@@ -1,6 +1,6 @@
-//! `mcstore-protocol`: the memcache text protocol as memcached 1.6 speaks it,
-//! as pure functions over bytes. No I/O, no tokio, no storage: the server and
-//! the clients both build on these types.
+//! `mcstore-protocol`: the memcache text and meta protocols as memcached 1.6
+//! speaks them, as pure functions over bytes. No I/O, no tokio, no storage:
+//! the server and the clients both build on these types.
 //!
 //! # Layout
 //! - [`parse`]: the incremental request parser ([`parse_request`]) and the
@@ -9,16 +9,24 @@
 //!   encoding (for clients).
 //! - [`reply`]: [`Reply`], its encoder (for the server) and the incremental
 //!   reply decoder [`parse_reply`] (for clients).
+//! - [`meta`]: the meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`): their
+//!   request types, meta replies and the helpers a server needs for them.
 //! - [`number`]: numbers parsed with memcached's `strtoul` semantics.
 //! - [`exptime`]: how an exptime on the wire becomes an absolute expiry.
 #![deny(missing_docs)]
 
 pub mod exptime;
+pub mod meta;
 pub mod number;
 pub mod parse;
 pub mod reply;
 pub mod request;
 
+pub use meta::{
+    ExptimeChange, MetaArithmetic, MetaArithmeticMode, MetaDebug, MetaDebugInfo, MetaDelete,
+    MetaFlag, MetaGet, MetaReply, MetaRequest, MetaSet, MetaSetMode, MetaStatus, ReturnFlag,
+    TtlOrder,
+};
 pub use parse::{item_size, parse_request, CloseReason, Decoded, Frame};
 pub use reply::{encode_value_header, parse_reply, Reply, Value};
 pub use request::{

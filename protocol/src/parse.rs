@@ -9,6 +9,9 @@
 //! line longer than one byte, extra tokens after a storage command are
 //! ignored).
 //!
+//! A two-byte command starting with `m` is a meta command and is parsed by
+//! [`crate::meta`].
+//!
 //! Limits are enforced before buffering: a storage command whose item would
 //! exceed the size limit is answered as soon as its command line is
 //! complete, and its data is discarded as it arrives rather than buffered.
@@ -22,7 +25,7 @@ use crate::reply::Reply;
 use crate::request::{
     Arithmetic, Delete, FlushAll, Get, Request, Stats, Store, StoreMode, Touch, Verbosity,
 };
-use crate::{number, Limits, MAX_KEY_LENGTH};
+use crate::{meta, number, Limits, MAX_KEY_LENGTH};
 
 /// The outcome of looking at a buffer: a complete item and the number of
 /// bytes it used, or a request for more input. Running out of input is not
@@ -62,6 +65,20 @@ pub enum Frame {
         noreply: bool,
         /// Bytes of input to discard (the data block and its `\r\n`).
         discard: u64,
+    },
+    /// A rejected `ms` whose data block is still to come. Answer `reply`
+    /// (always: meta errors ignore `q`), then discard the next `discard`
+    /// bytes of input (the data block and its `\r\n`, whatever they hold)
+    /// as they arrive. When `unlink` is set (the item was too large:
+    /// `SERVER_ERROR object too large for cache`), first remove that key's
+    /// current item, whatever the `ms` mode, as memcached 1.6.18 does.
+    Swallow {
+        /// The error reply.
+        reply: Reply,
+        /// Bytes of input to discard after the command line.
+        discard: u64,
+        /// The (decoded) key whose item must be removed, if any.
+        unlink: Option<Bytes>,
     },
     /// Close the connection without replying (a line too long to be a
     /// command, an HTTP request).
@@ -179,7 +196,7 @@ fn command_line(input: &[u8]) -> Option<(&[u8], usize)> {
 
 /// The data block of a storage command: `len` bytes and two more that must
 /// be `\r\n`. Returns the data (or `None` for a bad chunk) and the bytes used.
-fn data_block(input: &[u8], len: usize) -> Decoded<Option<&[u8]>> {
+pub(crate) fn data_block(input: &[u8], len: usize) -> Decoded<Option<&[u8]>> {
     let block: IResult<&[u8], &[u8]> = take(len + 2)(input);
     match block {
         Ok((_, block)) => {
@@ -226,7 +243,7 @@ fn no_newline_yet(input: &[u8], limits: &Limits) -> Decoded<Frame> {
     Decoded::Incomplete
 }
 
-enum Dispatched {
+pub(crate) enum Dispatched {
     /// A frame that used just the command line.
     Frame(Frame),
     /// A frame that also used this many bytes of data after the line.
@@ -241,7 +258,7 @@ impl From<Frame> for Dispatched {
     }
 }
 
-const ERROR: Frame = Frame::Rejected {
+pub(crate) const ERROR: Frame = Frame::Rejected {
     reply: Reply::Error,
     noreply: false,
 };
@@ -267,6 +284,9 @@ fn dispatch(
     let command = tokens.get(0);
     if ntokens < 2 || command.len() < 2 {
         return ERROR.into();
+    }
+    if command.len() == 2 && command[0] == b'm' {
+        return meta::parse_meta(tokens, input, line_len, limits);
     }
     let wants = |allowed: &[usize]| allowed.contains(&ntokens);
     let frame = match command {
@@ -303,7 +323,6 @@ fn dispatch(
             // memcached only looks for HTTP when the first byte matches none
             // of its command families (a wrong token count is plain ERROR).
             let known_family = matches!(command[0], b'g' | b's' | b'a' | b'c' | b'i' | b'd' | b't')
-                || (command.len() == 2 && command[0] == b'm')
                 || matches!(
                     command,
                     b"replace"

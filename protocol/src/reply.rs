@@ -1,4 +1,4 @@
-//! Replies of the text protocol: the enum, the encoder the server uses and the
+//! Replies of the text and meta protocols: the enum, the encoder the server uses and the
 //! incremental decoder clients use.
 //!
 //! A multi-line answer is a sequence of replies: `get` answers with zero or
@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes};
 
+use crate::meta::{parse_meta_reply, MetaDebugInfo, MetaReply};
 use crate::parse::{find_line, Decoded};
 use crate::request::put_fmt;
 
@@ -55,6 +56,12 @@ pub enum Reply {
     ClientError(Cow<'static, str>),
     /// `SERVER_ERROR <message>`: the server could not carry out a valid request.
     ServerError(Cow<'static, str>),
+    /// A meta reply: `VA <size> <flags>*` and the value, `HD`, `EN`, `NF`,
+    /// `NS`, `EX` (each with flags) or `MN`.
+    Meta(MetaReply),
+    /// The `me` answer for a hit: `ME <key> exp=.. la=.. cas=.. fetch=..
+    /// cls=.. size=..`.
+    MetaDebug(MetaDebugInfo),
 }
 
 /// A hit in a get answer.
@@ -127,6 +134,14 @@ impl Reply {
                 put_fmt(out, format_args!("SERVER_ERROR {message}"));
                 b"\r\n"
             }
+            Reply::Meta(meta) => {
+                meta.encode(out);
+                b""
+            }
+            Reply::MetaDebug(info) => {
+                info.encode(out);
+                b""
+            }
         };
         out.put_slice(line);
     }
@@ -160,6 +175,9 @@ pub fn parse_reply(input: &[u8]) -> Decoded<Reply> {
         return Decoded::Incomplete;
     };
     let text = |rest: &[u8]| Cow::Owned(String::from_utf8_lossy(rest).into_owned());
+    if let Some(meta) = parse_meta_reply(input, line, line_len) {
+        return meta;
+    }
     let reply = match line {
         b"STORED" => Reply::Stored,
         b"NOT_STORED" => Reply::NotStored,

@@ -1,5 +1,5 @@
 //! Requests of the memcache text protocol: one type per command, one enum
-//! over them, and their wire encoding (used by clients and by the
+//! over them (the meta commands' types live in [`crate::meta`]), and their wire encoding (used by clients and by the
 //! `parse(encode(x)) == x` tests).
 //!
 //! Numbers are kept as memcached reads them: `exptime` is the 32-bit value
@@ -7,6 +7,8 @@
 //! turning it into an absolute expiry is [`crate::exptime`]'s job.
 
 use bytes::{BufMut, Bytes};
+
+use crate::meta::MetaRequest;
 
 /// One request of the text or meta protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub enum Request {
     Quit,
     /// `stats [group]`.
     Stats(Stats),
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`).
+    Meta(MetaRequest),
 }
 
 /// `get`/`gets` (`touch == None`) and `gat`/`gats` (`touch == Some(exptime)`).
@@ -209,6 +213,7 @@ impl Request {
                 }
                 out.put_slice(b"\r\n");
             }
+            Request::Meta(meta) => meta.encode(out),
         }
     }
 
@@ -221,6 +226,7 @@ impl Request {
             | Request::Touch(_)
             | Request::FlushAll(_) => true,
             Request::Get(get) => get.touch.is_some(),
+            Request::Meta(meta) => meta.is_write(),
             Request::Version | Request::Verbosity(_) | Request::Quit | Request::Stats(_) => false,
         }
     }
