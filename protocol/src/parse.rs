@@ -80,8 +80,15 @@ pub enum Frame {
         /// The (decoded) key whose item must be removed, if any.
         unlink: Option<Bytes>,
     },
-    /// Close the connection without replying (a line too long to be a
-    /// command, an HTTP request).
+    /// A get line with a bad key. memcached then drops every reply of the
+    /// connection not yet sent (`conn_release_items`) and sends only this.
+    RejectedGet {
+        /// The error reply.
+        reply: Reply,
+    },
+    /// Close the connection without replying, dropping replies not yet sent
+    /// (memcached's `conn_closing`): a line too long to be a command, an
+    /// HTTP request.
     Close(CloseReason),
 }
 
@@ -312,6 +319,11 @@ fn dispatch(
         b"flush_all" if (2..=4).contains(&ntokens) => parse_flush_all(tokens),
         b"verbosity" if wants(&[3, 4]) => parse_verbosity(tokens),
         b"version" => Frame::Request(Request::Version),
+        // memcached refuses it unless started with -A; mcstore never takes it.
+        b"shutdown" => Frame::Rejected {
+            reply: Reply::ErrorMessage(": shutdown not enabled".into()),
+            noreply: false,
+        },
         b"quit" => Frame::Request(Request::Quit),
         b"stats" => Frame::Request(Request::Stats(match tokens.get(1) {
             _ if ntokens == 2 => Stats::General,
@@ -369,16 +381,19 @@ fn parse_get(tokens: &Tokens<'_>, line: &[u8], command: &[u8]) -> Frame {
             false
         }
     };
+    let bad_key = || Frame::RejectedGet {
+        reply: Reply::client_error(BAD_FORMAT),
+    };
     for key in &tokens.as_slice()[first_key.min(tokens.as_slice().len())..] {
         if !push(key) {
-            return reject(BAD_FORMAT, false);
+            return bad_key();
         }
     }
     if let Some(rest) = tokens.rest() {
         debug_assert!(line.ends_with(rest));
         for key in rest.split(|&b| b == b' ').filter(|k| !k.is_empty()) {
             if !push(key) {
-                return reject(BAD_FORMAT, false);
+                return bad_key();
             }
         }
     }

@@ -50,7 +50,8 @@ pub enum Reply {
     },
     /// `ERROR`: an unknown command or a wrong number of tokens.
     Error,
-    /// `ERROR <message>`, e.g. `ERROR Too many open connections`.
+    /// `ERROR` followed by more text, kept verbatim with its separator:
+    /// `" Too many open connections"`, `": shutdown not enabled"`.
     ErrorMessage(Cow<'static, str>),
     /// `CLIENT_ERROR <message>`: the request was malformed.
     ClientError(Cow<'static, str>),
@@ -123,7 +124,7 @@ impl Reply {
                 b"\r\n"
             }
             Reply::ErrorMessage(message) => {
-                put_fmt(out, format_args!("ERROR {message}"));
+                put_fmt(out, format_args!("ERROR{message}"));
                 b"\r\n"
             }
             Reply::ClientError(message) => {
@@ -199,7 +200,7 @@ pub fn parse_reply(input: &[u8]) -> Decoded<Reply> {
                 Reply::Stat { name, value }
             } else if let Some(rest) = line.strip_prefix(b"VERSION ") {
                 Reply::Version(Bytes::copy_from_slice(rest))
-            } else if let Some(rest) = line.strip_prefix(b"ERROR ") {
+            } else if let Some(rest) = line.strip_prefix(b"ERROR") {
                 Reply::ErrorMessage(text(rest))
             } else if let Some(rest) = line.strip_prefix(b"CLIENT_ERROR ") {
                 Reply::ClientError(text(rest))

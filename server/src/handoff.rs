@@ -201,12 +201,20 @@ mod loom_tests {
     use super::*;
     use loom::thread;
 
+    /// Explores every interleaving with up to three preemptions (loom's
+    /// recommended bound: bugs almost always need only a few).
+    fn model(body: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(body);
+    }
+
     /// Two connections hand one operation each to the writer, which
     /// completes whatever batches it takes; each connection gets its own
     /// answer, exactly once, whatever the interleaving.
     #[test]
     fn every_operation_is_answered_once_with_its_own_value() {
-        loom::model(|| {
+        model(|| {
             let queue: Arc<Queue<(u32, Completer<u32>)>> = Arc::new(Queue::default());
             let writer = {
                 let queue = queue.clone();
@@ -243,7 +251,7 @@ mod loom_tests {
     /// item handed back, or the writer still drains it before seeing Closed.
     #[test]
     fn close_never_loses_an_accepted_item() {
-        loom::model(|| {
+        model(|| {
             let queue: Arc<Queue<(u32, Completer<u32>)>> = Arc::new(Queue::default());
             let connection = {
                 let queue = queue.clone();
@@ -284,7 +292,7 @@ mod loom_tests {
     /// connection with `Abandoned` instead of leaving it hanging.
     #[test]
     fn a_dropped_completer_wakes_its_waiter() {
-        loom::model(|| {
+        model(|| {
             let (completer, completion) = completion::<u32>();
             let writer = thread::spawn(move || drop(completer));
             assert_eq!(loom::future::block_on(completion), Err(Abandoned));

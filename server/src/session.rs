@@ -131,9 +131,26 @@ impl<E: Engine> Session<E> {
                 }
                 Next::Discard(discard)
             }
+            Frame::RejectedGet { reply } => {
+                self.discard_unsent().await;
+                reply.encode(&mut self.output);
+                Next::Continue
+            }
+            Frame::Swallow {
+                reply,
+                discard,
+                unlink,
+            } => {
+                if let Some(key) = unlink {
+                    self.submit(WriteOp::Remove { key }, ReplyKind::Silent, true)
+                        .await;
+                }
+                self.reply(reply).await;
+                Next::Discard(discard)
+            }
             Frame::Close(reason) => {
                 tracing::debug!(?reason, "closing connection");
-                self.resolve_pending().await;
+                self.discard_unsent().await;
                 Next::Close
             }
         }
@@ -256,6 +273,14 @@ impl<E: Engine> Session<E> {
     async fn reply(&mut self, reply: Reply) {
         self.resolve_pending().await;
         reply.encode(&mut self.output);
+    }
+
+    /// Drops every reply not yet sent, as memcached does before closing a
+    /// connection or answering a get with a bad key. The writes behind them
+    /// still complete (and are counted); only their replies are dropped.
+    async fn discard_unsent(&mut self) {
+        self.resolve_pending().await;
+        self.output.clear();
     }
 
     /// Waits for every pending write and writes their replies, in order.
@@ -441,11 +466,17 @@ impl<E: Engine> Session<E> {
                 self.stat(name, value);
             }
         }
+        self.stat(
+            "connection_structures",
+            shared.curr_connections.load(Ordering::Relaxed),
+        );
         self.stat("limit_maxbytes", 0);
         self.stat("threads", node.threads);
         self.stat("bytes", shared.bytes.load(Ordering::Relaxed));
         self.stat("curr_items", shared.items.load(Ordering::Relaxed));
         self.stat("total_items", lookup("total_items"));
+        // mcstore never evicts: every item stays until deleted or expired.
+        self.stat("evictions", 0);
         self.stat(
             "corrupt_records",
             shared.corrupt_records.load(Ordering::Relaxed),

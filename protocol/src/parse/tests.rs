@@ -224,8 +224,16 @@ fn malformed_lines_get_memcacheds_errors() {
         rejected("flush_all x\r\n").0,
         Reply::client_error("invalid exptime argument")
     );
-    let long_key = format!("get {}\r\n", "k".repeat(251));
-    assert_eq!(rejected(&long_key).0, bad_format);
+    let long_key = format!("get a {}\r\n", "k".repeat(251));
+    assert_eq!(
+        parse(long_key.as_bytes()),
+        Decoded::Complete(
+            Frame::RejectedGet {
+                reply: bad_format.clone()
+            },
+            long_key.len()
+        )
+    );
     let long_key = format!("set {} 0 0 1 noreply\r\n", "k".repeat(251));
     assert_eq!(rejected(&long_key), (bad_format, true));
 }
@@ -394,7 +402,8 @@ fn sample_replies() -> Vec<Reply> {
             cas: Some(99),
             data: Bytes::new(),
         }),
-        Reply::ErrorMessage("Too many open connections".into()),
+        Reply::ErrorMessage(" Too many open connections".into()),
+        Reply::ErrorMessage(": shutdown not enabled".into()),
         Reply::client_error("bad data chunk"),
         Reply::server_error("object too large for cache"),
     ]
