@@ -320,8 +320,11 @@ fn read_segment(
     is_last: bool,
     mut each: impl FnMut(LogEntry),
 ) -> Result<(), WalError> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
+    // Read what the file's length says is there, never more.
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
     let mut offset = 0usize;
     let mut bad: Option<String> = None;
     while offset < bytes.len() {

@@ -465,3 +465,34 @@ async fn expired_and_flushed_items_are_invisible_at_once_and_reclaimed() {
     assert_eq!(store.get(b"short").unwrap(), Lookup::Miss);
     store.shutdown().unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_log_write_is_never_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first log segment the store creates is a link to /dev/full: every
+    // write to it fails with ENOSPC.
+    let wal = dir.path().join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    std::os::unix::fs::symlink("/dev/full", wal.join(format!("{:020}.wal", 1))).unwrap();
+    let clock = Arc::new(ManualClock::at_secs(START));
+    let store = open(dir.path(), &clock);
+    let set = || WriteOp::Store {
+        mode: StoreMode::Set,
+        key: Bytes::from_static(b"k"),
+        flags: 0,
+        exptime: 0,
+        value: Bytes::from_static(b"v"),
+    };
+    let outcome = write(&store, set()).await;
+    assert!(
+        matches!(&outcome, WriteOutcome::Failed(message) if message.contains("write-ahead log")),
+        "{outcome:?}"
+    );
+    // Nothing became visible, and the writer refuses later writes too.
+    assert_eq!(store.get(b"k").unwrap(), Lookup::Miss);
+    assert!(matches!(
+        write(&store, set()).await,
+        WriteOutcome::Failed(_)
+    ));
+    assert_eq!(store.get(b"k").unwrap(), Lookup::Miss);
+}
