@@ -3,8 +3,9 @@
 //! A connection keeps up to `pipeline` requests in flight. It encodes every
 //! request it may send into one reused write buffer and sends them with one
 //! write, then decodes whatever replies have arrived from one reused read
-//! buffer. Requests and values are slices of shared buffers: nothing is
-//! allocated per set, and a get costs only the decoder's copies.
+//! buffer. Keys are formatted into a reused scratch block and values are
+//! slices of a shared pattern, so nothing is allocated per set; a get costs
+//! only the decoder's copies.
 //!
 //! - Closed loop (no rate): a request is sent as soon as a slot is free and
 //!   its latency counts from that moment.
@@ -40,7 +41,7 @@ use crate::stats::{ErrorKind, IntervalStats, Measurements, Outcome, Recorder};
 use crate::workload::{Op, OpGenerator, OpKind, Workload};
 
 /// How often a connection hands its interval stats over and checks timeouts.
-const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(250);
 /// Free space ensured in the read buffer before each read.
 const READ_RESERVE: usize = 32 * 1024;
 /// Attempts to re-establish a failed connection before giving it up.
@@ -224,6 +225,7 @@ pub async fn drive(
         config,
         read_buffer: BytesMut::with_capacity(READ_RESERVE * 2),
         write_buffer: BytesMut::with_capacity(16 * 1024),
+        key_scratch: BytesMut::new(),
         in_flight: VecDeque::with_capacity(config.pipeline),
         recorder: Recorder::default(),
         set_request: Request::Store(Store {
@@ -273,6 +275,8 @@ struct Driver<'a> {
     config: &'a DriverConfig,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
+    /// Keys are formatted into this and split off it.
+    key_scratch: BytesMut,
     in_flight: VecDeque<InFlight>,
     recorder: Recorder,
     set_request: Request,
@@ -379,7 +383,7 @@ impl Driver<'_> {
     }
 
     fn encode(&mut self, op: Op) {
-        let key = self.workload.keys.key(op.key);
+        let key = self.workload.keys.key_in(op.key, &mut self.key_scratch);
         match op.kind {
             OpKind::Set => {
                 if let Request::Store(store) = &mut self.set_request {
@@ -453,7 +457,7 @@ impl Driver<'_> {
             (OpKind::Set, Reply::Stored) => Outcome::Stored,
             (OpKind::Get, Reply::Value(value)) => {
                 let key = front.op.key;
-                if front.got_value || value.key != self.workload.keys.key(key) {
+                if front.got_value || !self.workload.keys.is_key(key, &value.key) {
                     return Err(DriverError::UnexpectedReply(format!(
                         "VALUE for key {:?} while waiting for key {key}",
                         String::from_utf8_lossy(&value.key)
@@ -559,13 +563,14 @@ pub async fn prefill(
     let mut result = PrefillResult::default();
     let mut write_buffer = BytesMut::with_capacity(64 * 1024);
     let mut read_buffer = BytesMut::with_capacity(64 * 1024);
+    let mut key_scratch = BytesMut::new();
     let mut keys = keys.peekable();
     while keys.peek().is_some() {
         let mut sent = 0;
         for key in keys.by_ref().take(batch.max(1)) {
             Request::Store(Store {
                 mode: StoreMode::Set,
-                key: workload.keys.key(key),
+                key: workload.keys.key_in(key, &mut key_scratch),
                 flags: 0,
                 exptime: 0,
                 value: workload.values.value(key),

@@ -1,5 +1,9 @@
 //! A whole run: build the workload, open the connections, prefill, drive
 //! every connection until the end, print progress, gather the results.
+//!
+//! Runs inside a multi-threaded tokio runtime: the connections are tasks
+//! that any worker may run, which keeps the round trips short when the
+//! machine is shared and one worker thread is descheduled.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +12,15 @@ use std::time::Duration;
 
 use mcstore_cluster::{Ring, RingError, ServerSpec};
 use thiserror::Error;
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::args::{Args, ServerAddr};
-use crate::driver::{self, Connection, DriverConfig, DriverError, RunClock, RunControl};
+use crate::driver::{
+    self, Connection, ConnectionResult, DriverConfig, DriverError, PrefillResult, RunClock,
+    RunControl,
+};
 use crate::stats::Measurements;
 use crate::workload::{KeySpace, ValueSource, Workload, WorkloadError};
 
@@ -92,6 +98,9 @@ fn assign_servers(workload: &Workload, servers: usize, connections: usize) -> Ve
 
 /// Carries out the run `args` describes. Progress goes to stderr unless
 /// `args.quiet`.
+///
+/// Every connection connects (and prefills its share of its server's keys)
+/// in its own task; the clock starts once all are ready.
 pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
     let ring = Ring::new(
         args.servers
@@ -114,13 +123,77 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
             eprintln!("warning: server {server} gets no connection (it owns no key, or there are fewer connections than servers)");
         }
     }
+    let mut live = vec![0usize; args.servers.len()];
+    for &server in &assignment {
+        live[server] += 1;
+    }
+    let control = Arc::new(RunControl::new(&live));
 
-    let mut streams = open_connections(&args.servers, &assignment).await?;
-    let prefill = if args.prefill {
-        Some(prefill_all(args, &workload, &assignment, &mut streams).await?)
-    } else {
-        None
-    };
+    let prefill_started = Instant::now();
+    let prefill_progress = Arc::new(AtomicU64::new(0));
+    let (ready_sender, mut ready) = mpsc::unbounded_channel();
+    let (start_sender, start) = watch::channel(None);
+    let mut tasks = JoinSet::new();
+    for (id, &server) in assignment.iter().enumerate() {
+        let setup = ConnectionSetup {
+            id,
+            server,
+            addr: args.servers[server].clone(),
+            prefill_share: args.prefill.then(|| {
+                let part = assignment[..id].iter().filter(|&&s| s == server).count();
+                (part, live[server])
+            }),
+            timeout: args.timeout,
+            workload: workload.clone(),
+            control: control.clone(),
+            prefill_progress: prefill_progress.clone(),
+            ready: ready_sender.clone(),
+            start: start.clone(),
+        };
+        tasks.spawn(setup.run());
+    }
+    drop(ready_sender);
+
+    let (stop_bar, bar_stopped) = oneshot::channel();
+    let bar = (args.prefill && !args.quiet).then(|| {
+        let total = (0..args.servers.len())
+            .filter(|s| assignment.contains(s))
+            .map(|s| workload.keys_owned_by(s))
+            .sum();
+        tokio::spawn(progress_bar(prefill_progress.clone(), total, bar_stopped))
+    });
+    let mut prefill = PrefillSummary::default();
+    let mut setup_failure = None;
+    for _ in 0..assignment.len() {
+        match ready.recv().await {
+            Some(Ok(Some(result))) => {
+                prefill.stored += result.stored;
+                prefill.errors += result.errors;
+                if prefill.first_error.is_none() {
+                    prefill.first_error = result.first_error;
+                }
+            }
+            Some(Ok(None)) => {}
+            Some(Err(error)) => {
+                setup_failure = Some(error);
+                break;
+            }
+            None => {
+                setup_failure = Some(RunError::Task("a connection task ended early".into()));
+                break;
+            }
+        }
+    }
+    let _ = stop_bar.send(());
+    if let Some(bar) = bar {
+        let _ = bar.await;
+    }
+    if let Some(failure) = setup_failure {
+        drop(start_sender);
+        tasks.shutdown().await;
+        return Err(failure);
+    }
+    prefill.elapsed = prefill_started.elapsed();
 
     let start = Instant::now();
     let measure_from = start + args.warmup;
@@ -130,30 +203,13 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
         end: measure_from + args.duration,
     };
     let per_connection_rate = args.rate.map(|rate| rate / f64::from(args.connections));
-    let config = Arc::new(DriverConfig {
+    let _ = start_sender.send(Some(Arc::new(DriverConfig {
         pipeline: args.pipeline as usize,
         timeout: args.timeout,
         verify: args.verify,
         send_interval: per_connection_rate.map(|rate| Duration::from_secs_f64(1.0 / rate)),
         clock,
-    });
-    let mut live = vec![0usize; args.servers.len()];
-    for &server in &assignment {
-        live[server] += 1;
-    }
-    let control = Arc::new(RunControl::new(&live));
-
-    let mut tasks = JoinSet::new();
-    for (id, (stream, &server)) in streams.into_iter().zip(&assignment).enumerate() {
-        let connection = Connection {
-            id,
-            server,
-            addr: args.servers[server].clone(),
-            stream,
-        };
-        let (workload, config, control) = (workload.clone(), config.clone(), control.clone());
-        tasks.spawn(async move { driver::drive(connection, &workload, &config, &control).await });
-    }
+    })));
     let (stop_progress, progress_stopped) = oneshot::channel();
     let progress = (!args.quiet).then(|| {
         tokio::spawn(print_progress(
@@ -170,7 +226,7 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
     let mut task_failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(result) => {
+            Ok(Some(result)) => {
                 measurements.add(&result.measurements);
                 if first_error.is_none() {
                     first_error = result.first_error;
@@ -179,15 +235,13 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
                     dead_connections += 1;
                 }
             }
+            Ok(None) => task_failure = Some("a connection never started".to_owned()),
             Err(error) => task_failure = Some(error.to_string()),
         }
     }
     let _ = stop_progress.send(());
     if let Some(progress) = progress {
         let _ = progress.await;
-    }
-    if let Some(error) = task_failure {
-        return Err(RunError::Task(error));
     }
     if control.abort.load(Ordering::Acquire) {
         let reason = control
@@ -198,91 +252,78 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
             .unwrap_or_else(|| "the run was aborted".to_owned());
         return Err(RunError::ServerGone(reason));
     }
+    if let Some(error) = task_failure {
+        return Err(RunError::Task(error));
+    }
     Ok(RunSummary {
         measurements,
         duration: args.duration,
         connections: assignment.len(),
         dead_connections,
         first_error,
-        prefill,
+        prefill: args.prefill.then_some(prefill),
     })
 }
 
-async fn open_connections(
-    servers: &[ServerAddr],
-    assignment: &[usize],
-) -> Result<Vec<TcpStream>, RunError> {
-    let mut tasks = JoinSet::new();
-    for (id, &server) in assignment.iter().enumerate() {
-        let addr = servers[server].clone();
-        tasks.spawn(async move { (id, driver::connect(&addr).await) });
-    }
-    let mut streams: Vec<Option<TcpStream>> = (0..assignment.len()).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        let (id, result) = joined.map_err(|e| RunError::Task(e.to_string()))?;
-        streams[id] = Some(result.map_err(RunError::Connect)?);
-    }
-    Ok(streams.into_iter().flatten().collect())
+/// What a connection's task needs, from connecting to the end of the run.
+struct ConnectionSetup {
+    id: usize,
+    server: usize,
+    addr: ServerAddr,
+    /// `(part, parts)`: prefill this interleaved share of the server's keys.
+    prefill_share: Option<(usize, usize)>,
+    timeout: Duration,
+    workload: Arc<Workload>,
+    control: Arc<RunControl>,
+    prefill_progress: Arc<AtomicU64>,
+    /// Reports that the connection is open (and prefilled), or why not.
+    ready: mpsc::UnboundedSender<Result<Option<PrefillResult>, RunError>>,
+    /// Becomes `Some` when the run starts; closed if it never does.
+    start: watch::Receiver<Option<Arc<DriverConfig>>>,
 }
 
-async fn prefill_all(
-    args: &Args,
-    workload: &Arc<Workload>,
-    assignment: &[usize],
-    streams: &mut Vec<TcpStream>,
-) -> Result<PrefillSummary, RunError> {
-    let started = Instant::now();
-    let total: u64 = (0..args.servers.len())
-        .filter(|s| assignment.contains(s))
-        .map(|s| workload.keys_owned_by(s))
-        .sum();
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = JoinSet::new();
-    for (id, mut stream) in std::mem::take(streams).into_iter().enumerate() {
-        let server = assignment[id];
-        let part = assignment[..id].iter().filter(|&&s| s == server).count();
-        let parts = assignment.iter().filter(|&&s| s == server).count();
-        let (workload, done) = (workload.clone(), done.clone());
-        let timeout = args.timeout;
-        let addr = args.servers[server].to_string();
-        tasks.spawn(async move {
-            let keys = workload.prefill_share(server, part, parts);
-            let result =
-                driver::prefill(&mut stream, &workload, keys, PREFILL_BATCH, timeout, &done).await;
-            (id, addr, stream, result)
-        });
-    }
-    let (stop_bar, bar_stopped) = oneshot::channel();
-    let bar = (!args.quiet).then(|| tokio::spawn(progress_bar(done.clone(), total, bar_stopped)));
-    let mut summary = PrefillSummary::default();
-    let mut returned: Vec<Option<TcpStream>> = (0..assignment.len()).map(|_| None).collect();
-    let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
-        let (id, addr, stream, result) = joined.map_err(|e| RunError::Task(e.to_string()))?;
-        match result {
-            Ok(result) => {
-                summary.stored += result.stored;
-                summary.errors += result.errors;
-                if summary.first_error.is_none() {
-                    summary.first_error = result.first_error;
+impl ConnectionSetup {
+    /// Connects, prefills, waits for the start and drives the connection;
+    /// `None` if the run never started for it.
+    async fn run(mut self) -> Option<ConnectionResult> {
+        let mut stream = match driver::connect(&self.addr).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let _ = self.ready.send(Err(RunError::Connect(error)));
+                return None;
+            }
+        };
+        let mut prefilled = None;
+        if let Some((part, parts)) = self.prefill_share {
+            let keys = self.workload.prefill_share(self.server, part, parts);
+            let result = driver::prefill(
+                &mut stream,
+                &self.workload,
+                keys,
+                PREFILL_BATCH,
+                self.timeout,
+                &self.prefill_progress,
+            )
+            .await;
+            match result {
+                Ok(result) => prefilled = Some(result),
+                Err(source) => {
+                    let addr = self.addr.to_string();
+                    let _ = self.ready.send(Err(RunError::Prefill { addr, source }));
+                    return None;
                 }
             }
-            Err(source) => {
-                failure.get_or_insert(RunError::Prefill { addr, source });
-            }
         }
-        returned[id] = Some(stream);
+        let _ = self.ready.send(Ok(prefilled));
+        let config = self.start.wait_for(Option::is_some).await.ok()?.clone()?;
+        let connection = Connection {
+            id: self.id,
+            server: self.server,
+            addr: self.addr,
+            stream,
+        };
+        Some(driver::drive(connection, &self.workload, &config, &self.control).await)
     }
-    let _ = stop_bar.send(());
-    if let Some(bar) = bar {
-        let _ = bar.await;
-    }
-    if let Some(failure) = failure {
-        return Err(failure);
-    }
-    *streams = returned.into_iter().flatten().collect();
-    summary.elapsed = started.elapsed();
-    Ok(summary)
 }
 
 async fn progress_bar(done: Arc<AtomicU64>, total: u64, mut stop: oneshot::Receiver<()>) {

@@ -2,7 +2,7 @@
 //!
 //! Each connection records into its own [`Recorder`] (no locking per
 //! operation): a total for the measured window and an interval part that it
-//! hands to the shared [`IntervalStats`] every 100 ms for the progress line.
+//! hands to the shared [`IntervalStats`] every 250 ms for the progress line.
 //! Operations, hits, misses and latencies count only inside the measured
 //! window (after the warmup); errors and verification failures count over
 //! the whole run, so none goes unreported.
@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Highest latency the histograms track, in nanoseconds (an hour); larger
-/// values are clamped to it.
-const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+/// Highest latency the histograms track, in nanoseconds (a minute); larger
+/// values are clamped to it. A small range keeps merging histograms cheap.
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
 
 /// A latency histogram in nanoseconds, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -213,6 +213,9 @@ impl Recorder {
 
     /// Moves the interval part into `shared`.
     pub fn flush_into(&mut self, shared: &IntervalStats) {
+        if self.interval.counters == Counters::default() && self.interval.latency.is_empty() {
+            return;
+        }
         shared.merge(&self.interval);
         self.interval.reset();
     }

@@ -5,7 +5,7 @@
 //! Its value is a slice of a fixed pseudo-random pattern whose length (within
 //! the configured range) and offset are derived from a hash of `i`: a
 //! function of the key alone, so any value read back can be checked, and no
-//! value is ever allocated or copied to send it.
+//! value is ever allocated to send it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mcstore_cluster::Ring;
@@ -16,12 +16,12 @@ use thiserror::Error;
 
 use crate::args::{KeyDistribution, ValueSize, WorkloadKind};
 
-/// Key tables larger than this are not built: keys are then formatted per
-/// request.
-const MAX_KEY_TABLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Size of the blocks keys are formatted into by [`KeySpace::key_in`].
+const KEY_SCRATCH_BYTES: usize = 64 * 1024;
 
-/// Length of the pattern values are cut from (plus the largest value).
-const PATTERN_BYTES: usize = 1 << 20;
+/// Length of the pattern values are cut from (plus the largest value); small
+/// enough to stay in the CPU cache.
+const PATTERN_BYTES: usize = 64 * 1024;
 
 /// How many zipf draws a connection tries before falling back to a uniform
 /// pick among its server's keys.
@@ -46,31 +46,18 @@ pub fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The keys `0..count`, each `key_size` bytes long.
+/// The keys `0..count`, each `key_size` bytes long, formatted on demand
+/// (formatting is cheaper than the cache misses of a key table).
 #[derive(Debug, Clone)]
 pub struct KeySpace {
     count: u32,
     key_size: usize,
-    table: Option<Bytes>,
 }
 
 impl KeySpace {
-    /// The key space; keys are pre-formatted into one buffer when it fits in
-    /// 256 MiB.
+    /// The key space.
     pub fn new(count: u32, key_size: usize) -> KeySpace {
-        let mut keys = KeySpace {
-            count,
-            key_size,
-            table: None,
-        };
-        if u64::from(count) * key_size as u64 <= MAX_KEY_TABLE_BYTES {
-            let mut table = BytesMut::with_capacity(count as usize * key_size);
-            for index in 0..count {
-                keys.write_key(index, &mut table);
-            }
-            keys.table = Some(table.freeze());
-        }
-        keys
+        KeySpace { count, key_size }
     }
 
     /// Number of keys.
@@ -104,19 +91,29 @@ impl KeySpace {
         }
     }
 
-    /// Key `index` (a slice of the key table, or freshly formatted).
-    pub fn key(&self, index: u32) -> Bytes {
-        match &self.table {
-            Some(table) => {
-                let start = index as usize * self.key_size;
-                table.slice(start..start + self.key_size)
-            }
-            None => {
-                let mut key = BytesMut::with_capacity(self.key_size);
-                self.write_key(index, &mut key);
-                key.freeze()
-            }
+    /// Key `index`, formatted into `scratch` and split off it: a caller that
+    /// keeps one scratch buffer gets keys without an allocation per key.
+    pub fn key_in(&self, index: u32, scratch: &mut BytesMut) -> Bytes {
+        if scratch.capacity() - scratch.len() < self.key_size {
+            scratch.reserve(self.key_size.max(KEY_SCRATCH_BYTES));
         }
+        self.write_key(index, scratch);
+        scratch.split().freeze()
+    }
+
+    /// Key `index` in a buffer of its own.
+    pub fn key(&self, index: u32) -> Bytes {
+        let mut key = BytesMut::with_capacity(self.key_size);
+        self.write_key(index, &mut key);
+        key.freeze()
+    }
+
+    /// Whether `key` is key `index`.
+    pub fn is_key(&self, index: u32, key: &[u8]) -> bool {
+        let mut expected = [0u8; mcstore_protocol::MAX_KEY_LENGTH];
+        let mut out = &mut expected[..];
+        self.write_key(index, &mut out);
+        key == &expected[..self.key_size]
     }
 }
 
@@ -346,9 +343,16 @@ mod tests {
         let keys = KeySpace::new(1000, 8);
         assert_eq!(&keys.key(0)[..], b"k0000000");
         assert_eq!(&keys.key(999)[..], b"k0000999");
-        let formatted = KeySpace::new(5_000_000, 250).key(4_999_999);
+        let long = KeySpace::new(5_000_000, 250);
+        let formatted = long.key(4_999_999);
         assert_eq!(formatted.len(), 250);
         assert!(formatted.ends_with(b"04999999"));
+        assert!(long.is_key(4_999_999, &formatted));
+        assert!(!long.is_key(4_999_998, &formatted));
+        let mut scratch = BytesMut::new();
+        for i in 0..5000 {
+            assert_eq!(keys.key_in(i % 1000, &mut scratch), keys.key(i % 1000));
+        }
         let mut seen = std::collections::HashSet::new();
         for i in 0..1000 {
             assert!(seen.insert(keys.key(i)));
