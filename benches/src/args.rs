@@ -239,9 +239,13 @@ pub struct Args {
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub pipeline: u32,
-    /// Tokio worker threads (default: the number of CPUs).
+    /// Worker threads, each a single-threaded tokio runtime pinned to a CPU
+    /// and driving its share of the connections (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Do not pin the worker threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
     /// `set`, `get` or `mixed:R` (R = fraction of gets).
     #[arg(long, default_value = "set")]
     pub workload: WorkloadKind,

@@ -11,6 +11,7 @@
 //!   loop, timeouts, reconnects) and the prefill loop.
 //! - [`run`]: connects, prefills, runs the connections and prints progress.
 //! - [`report`]: the final human summary and the JSON object.
+//! - [`workers`]: the pinned single-threaded runtimes the connections run on.
 #![deny(missing_docs)]
 
 pub mod args;
@@ -18,4 +19,5 @@ pub mod driver;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod workers;
 pub mod workload;

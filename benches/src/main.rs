@@ -7,6 +7,7 @@ use clap::Parser;
 use mcstore_bench::args::Args;
 use mcstore_bench::report::Report;
 use mcstore_bench::run::run;
+use mcstore_bench::workers::WorkerPool;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -27,15 +28,18 @@ fn main() -> ExitCode {
 }
 
 fn run_and_report(args: &Args) -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads as usize);
-    }
-    let runtime = runtime
+    let threads = match args.threads {
+        Some(threads) => threads as usize,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let pool = WorkerPool::new(threads, !args.no_pin).context("cannot start the worker threads")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let summary = runtime.block_on(run(args)).context("benchmark failed")?;
+    let summary = runtime
+        .block_on(run(args, &pool))
+        .context("benchmark failed")?;
     let report = Report::new(args, &summary);
     if args.json {
         println!("{}", report.to_json_line());

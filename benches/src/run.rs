@@ -1,9 +1,8 @@
 //! A whole run: build the workload, open the connections, prefill, drive
 //! every connection until the end, print progress, gather the results.
 //!
-//! Runs inside a multi-threaded tokio runtime: the connections are tasks
-//! that any worker may run, which keeps the round trips short when the
-//! machine is shared and one worker thread is descheduled.
+//! The connections run on a [`WorkerPool`]; this module's own tasks (the
+//! progress line and bar, gathering results) run on the caller's runtime.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use crate::driver::{
     RunControl,
 };
 use crate::stats::Measurements;
+use crate::workers::WorkerPool;
 use crate::workload::{KeySpace, ValueSource, Workload, WorkloadError};
 
 /// Sets per write while prefilling.
@@ -96,12 +96,12 @@ fn assign_servers(workload: &Workload, servers: usize, connections: usize) -> Ve
         .collect()
 }
 
-/// Carries out the run `args` describes. Progress goes to stderr unless
-/// `args.quiet`.
+/// Carries out the run `args` describes, with the connections spread over
+/// the workers of `pool`. Progress goes to stderr unless `args.quiet`.
 ///
 /// Every connection connects (and prefills its share of its server's keys)
-/// in its own task; the clock starts once all are ready.
-pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
+/// on its worker; the clock starts once all are ready.
+pub async fn run(args: &Args, pool: &WorkerPool) -> Result<RunSummary, RunError> {
     let ring = Ring::new(
         args.servers
             .iter()
@@ -150,7 +150,7 @@ pub async fn run(args: &Args) -> Result<RunSummary, RunError> {
             ready: ready_sender.clone(),
             start: start.clone(),
         };
-        tasks.spawn(setup.run());
+        tasks.spawn_on(setup.run(), pool.handle(id));
     }
     drop(ready_sender);
 
