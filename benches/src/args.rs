@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(args.workload, WorkloadKind::Set);
         assert_eq!(args.distribution, KeyDistribution::Uniform);
         assert_eq!(args.rate, None);
-        assert!(!args.prefill && !args.verify && !args.json);
+        assert!(!args.prefill && !args.verify && !args.json && !args.no_pin);
     }
 
     #[test]
