@@ -181,3 +181,115 @@ pub fn count(report: &serde_json::Value, field: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("field {field} is not a count in {report}"))
 }
+
+/// A fake memcache server on a loopback port that answers every `set` with
+/// a fixed line, or never answers; stops when dropped.
+pub struct FakeServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeServer {
+    /// Starts the server; `reply` is sent after each `set` (none if `None`).
+    pub fn start(reply: Option<&'static [u8]>) -> FakeServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut handlers = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let flag = flag.clone();
+                        handlers.push(std::thread::spawn(move || serve(stream, reply, &flag)));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            for handler in handlers {
+                let _ = handler.join();
+            }
+        });
+        FakeServer {
+            port,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Reads `set` commands (and their data) from `stream`, answering `reply`.
+fn serve(stream: TcpStream, reply: Option<&[u8]>, stop: &std::sync::atomic::AtomicBool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) if line.ends_with('\n') => {}
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        }
+        let length: Option<usize> = line
+            .starts_with("set ")
+            .then(|| line.split(' ').nth(4).and_then(|n| n.trim().parse().ok()))
+            .flatten();
+        line.clear();
+        let Some(length) = length else { continue };
+        let mut data = vec![0; length + 2];
+        let mut filled = 0;
+        while filled < data.len() {
+            match reader.read(&mut data[filled..]) {
+                Ok(0) => return,
+                Ok(n) => filled += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+        if let Some(reply) = reply {
+            if writer.write_all(reply).is_err() {
+                return;
+            }
+        }
+    }
+}
