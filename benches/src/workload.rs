@@ -4,7 +4,8 @@
 //! Key `i` is `k` followed by `i` in decimal, zero-padded to the key size.
 //! Its value is a slice of a fixed pseudo-random pattern whose length (within
 //! the configured range) and offset are derived from a hash of `i`: a
-//! function of the key alone, so any value read back can be checked, and no
+//! function of the key alone (for a given `--seed` and `--value-size`), so any
+//! value read back can be checked, and no
 //! value is ever allocated to send it.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -117,7 +118,9 @@ impl KeySpace {
     }
 }
 
-/// The value of every key: a function of the key index and the seed only.
+/// The value of every key: a function of the key index, the seed and the
+/// value-size range only (runs that verify must use the same `--seed` and
+/// `--value-size` as the run that wrote the values).
 #[derive(Debug, Clone)]
 pub struct ValueSource {
     pattern: Bytes,
