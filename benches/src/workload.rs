@@ -5,8 +5,8 @@
 //! Its value is a slice of a fixed pseudo-random pattern whose length (within
 //! the configured range) and offset are derived from a hash of `i`: a
 //! function of the key alone (for a given `--seed` and `--value-size`), so any
-//! value read back can be checked, and no
-//! value is ever allocated to send it.
+//! value read back can be checked, and no value is ever allocated to send
+//! it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mcstore_cluster::Ring;
