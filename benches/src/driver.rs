@@ -464,10 +464,14 @@ impl Driver<'_> {
                     )));
                 }
                 front.got_value = true;
-                if self.config.verify && !self.workload.values.matches(key, &value.data) {
+                if self.config.verify
+                    && (value.flags != 0 || !self.workload.values.matches(key, &value.data))
+                {
                     self.recorder.verify_error();
-                    let length = value.data.len();
-                    self.note_error(|| format!("verify failed for key {key} ({length} bytes)"));
+                    let (length, flags) = (value.data.len(), value.flags);
+                    self.note_error(|| {
+                        format!("verify failed for key {key} ({length} bytes, flags {flags})")
+                    });
                 }
                 return Ok(());
             }
