@@ -1,0 +1,23 @@
+//! `mcstore-bench`: a load generator for memcache servers (memcached,
+//! mcstore), in the spirit of memaslap and memtier_benchmark.
+//!
+//! # Layout
+//! - [`args`]: the command line and its validation.
+//! - [`workload`]: the key space, the deterministic values and the per
+//!   connection operation generator (uniform or zipf keys, get/set mix),
+//!   with keys placed on servers by the ketama ring.
+//! - [`stats`]: counters and HDR latency histograms.
+//! - [`driver`]: one connection's request loop (pipelined, closed or open
+//!   loop, timeouts, reconnects) and the prefill loop.
+//! - [`run`]: connects, prefills, runs the connections and prints progress.
+//! - [`report`]: the final human summary and the JSON object.
+//! - [`workers`]: the pinned single-threaded runtimes the connections run on.
+#![deny(missing_docs)]
+
+pub mod args;
+pub mod driver;
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod workers;
+pub mod workload;
