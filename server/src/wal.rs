@@ -8,13 +8,18 @@
 //! sequence the engine holds durably; later, replication ships it.
 //!
 //! On disk: `<dir>/<first seq, 20 digits>.wal` segments, each a sequence of
-//! frames `[payload length: u32][crc32 of payload: u32][payload]`. A torn
-//! frame at the end of the newest segment (a crash mid-write) is cut off on
-//! open; a bad frame anywhere else is corruption and stops the node.
+//! frames `[payload length: u32][crc32 of payload: u32][payload]`, followed by
+//! zeros: the active segment is zero-filled ahead of the write position in
+//! [`PREALLOCATE_STEP`] steps, so that most `fdatasync` calls flush data only,
+//! without a file-size change for the filesystem journal to commit. A zero
+//! frame header ends a segment. A torn frame at the end of the newest segment
+//! (a crash mid-write) is cut off on open; a bad frame anywhere else is
+//! corruption and stops the node.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +73,8 @@ const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_FLUSH: u8 = 3;
 const FRAME_HEADER: usize = 8;
+/// How far ahead of the write position the active segment is zero-filled.
+pub const PREALLOCATE_STEP: u64 = 1 << 20;
 /// No frame is larger: a 1 GiB item would be refused long before.
 const MAX_FRAME: usize = 1 << 30;
 
@@ -134,7 +141,10 @@ impl Segments {
 pub struct Wal {
     dir: PathBuf,
     active: File,
+    /// Where the next frame goes: the end of the valid frames.
     active_len: u64,
+    /// The file's length: zeros from `active_len` to here.
+    allocated: u64,
     next_seq: u64,
     segment_limit: u64,
     segments: Segments,
@@ -182,14 +192,18 @@ impl Wal {
         }
         let next_seq = last_seq + 1;
         let path = segment_path(dir, next_seq);
-        let active = OpenOptions::new().create(true).append(true).open(&path)?;
-        let active_len = active.metadata()?.len();
+        // A segment named after the next sequence holds no frame yet (any
+        // torn bytes were cut above): writing starts at its beginning.
+        let active = open_segment(&path)?;
+        let allocated = active.metadata()?.len();
+        let active_len = 0;
         sync_dir(dir)?;
         segments.add(next_seq, path);
         Ok(Wal {
             dir: dir.to_path_buf(),
             active,
             active_len,
+            allocated,
             next_seq,
             segment_limit,
             segments,
@@ -222,8 +236,12 @@ impl Wal {
             encode_frame(&mut self.buffer, self.next_seq, change, accounting);
             self.next_seq += 1;
         }
-        self.active.write_all(&self.buffer)?;
-        self.active_len += self.buffer.len() as u64;
+        let end = self.active_len + self.buffer.len() as u64;
+        if end > self.allocated {
+            self.preallocate(end + PREALLOCATE_STEP)?;
+        }
+        self.active.write_all_at(&self.buffer, self.active_len)?;
+        self.active_len = end;
         self.unsynced = true;
         Ok(self.next_seq - 1)
     }
@@ -242,16 +260,40 @@ impl Wal {
         self.unsynced
     }
 
+    /// Zero-fills the active segment up to `len` bytes. The next sync makes
+    /// the new length durable once; later syncs flush data only.
+    fn preallocate(&mut self, len: u64) -> Result<(), WalError> {
+        const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let mut at = self.allocated;
+        while at < len {
+            let chunk = (len - at).min(ZEROS.len() as u64) as usize;
+            self.active.write_all_at(&ZEROS[..chunk], at)?;
+            at += chunk as u64;
+        }
+        self.allocated = len;
+        Ok(())
+    }
+
     fn roll(&mut self) -> Result<(), WalError> {
         self.active.sync_data()?;
         let path = segment_path(&self.dir, self.next_seq);
-        self.active = OpenOptions::new().create(true).append(true).open(&path)?;
+        self.active = open_segment(&path)?;
         sync_dir(&self.dir)?;
+        self.allocated = self.active.metadata()?.len();
         self.active_len = 0;
         self.unsynced = false;
         self.segments.add(self.next_seq, path);
         Ok(())
     }
+}
+
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 fn encode_frame(out: &mut Vec<u8>, seq: u64, change: &Change, accounting: Accounting) {
@@ -334,6 +376,10 @@ fn read_segment(
         };
         let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        if len == 0 && crc == 0 {
+            // The zero-filled space after the last frame.
+            break;
+        }
         if len > MAX_FRAME {
             bad = Some(format!("frame length {len} is implausible"));
             break;
@@ -388,6 +434,34 @@ mod tests {
         }
     }
 
+    /// Where the frames of a segment end and its zero-filled space begins
+    /// (the test values never end in a zero byte).
+    fn frames_end(bytes: &[u8]) -> usize {
+        bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+    }
+
+    #[test]
+    fn segments_are_zero_filled_ahead_and_the_zeros_end_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = reopen(dir.path(), 0);
+        wal.append([(&put("a", "1"), Accounting::default())])
+            .unwrap();
+        wal.sync().unwrap();
+        let segment = fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(fs::metadata(&segment).unwrap().len() >= PREALLOCATE_STEP);
+        wal.append([(&put("b", "2"), Accounting::default())])
+            .unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, seen) = reopen(dir.path(), 0);
+        assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
     fn reopen(dir: &Path, after: u64) -> (Wal, Vec<LogEntry>) {
         let mut seen = Vec::new();
         let wal = Wal::open(dir, after, 1 << 20, |entry| seen.push(entry)).unwrap();
@@ -437,14 +511,11 @@ mod tests {
             .unwrap()
             .unwrap()
             .path();
-        let len = fs::metadata(&segment).unwrap().len();
-        // Tear the second frame.
-        OpenOptions::new()
-            .write(true)
-            .open(&segment)
-            .unwrap()
-            .set_len(len - 3)
-            .unwrap();
+        let mut bytes = fs::read(&segment).unwrap();
+        // Tear the second frame: its last bytes never reached the disk.
+        let end = frames_end(&bytes);
+        bytes[end - 3..end].fill(0);
+        fs::write(&segment, bytes).unwrap();
         let (mut wal, seen) = reopen(dir.path(), 0);
         assert_eq!(seen.len(), 1);
         wal.append([(&put("c", "3"), Accounting::default())])
@@ -473,7 +544,7 @@ mod tests {
             .collect();
         paths.sort();
         let mut bytes = fs::read(&paths[0]).unwrap();
-        let last = bytes.len() - 1;
+        let last = frames_end(&bytes) - 1;
         bytes[last] ^= 0xff;
         fs::write(&paths[0], bytes).unwrap();
         let result = Wal::open(dir.path(), 0, 1 << 20, |_| {});
