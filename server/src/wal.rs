@@ -263,7 +263,7 @@ impl Wal {
     /// Zero-fills the active segment up to `len` bytes. The next sync makes
     /// the new length durable once; later syncs flush data only.
     fn preallocate(&mut self, len: u64) -> Result<(), WalError> {
-        const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let mut at = self.allocated;
         while at < len {
             let chunk = (len - at).min(ZEROS.len() as u64) as usize;
