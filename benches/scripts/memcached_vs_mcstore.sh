@@ -2,7 +2,7 @@
 # Issue-2 throughput figures: libmemcached's memcaslap against memcached and
 # against mcstore (each --sync mode), interleaved, medians of N runs.
 #
-#   bash benches/scripts/memaslap_compare.sh [runs=3] [seconds=4]
+#   bash benches/scripts/memcached_vs_mcstore.sh [runs=3] [seconds=4]
 #
 # Needs memcached and libmemcached-tools (apt-get install memcached
 # libmemcached-tools) and a release build (cargo build --release -p mcstore-server).

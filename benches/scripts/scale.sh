@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Scale runs: mcstore with N items of 100 bytes (64-byte keys): set and get
+# throughput at that size, resident memory, bytes on disk against the raw
+# data, and the time from start to serving after a restart.
+#
+#   bash benches/scripts/scale.sh 100000 1000000 10000000
+#
+# Needs a release build: cargo build --release -p mcstore-server -p mcstore-bench
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
+bench=${MCSTORE_BENCH_BIN:-$PWD/target/release/mcstore-bench}
+secs=${SCALE_SECONDS:-10}
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts mcstore on $work/data-$1 (sync mode $2); sets $pid, $port and
+# $start_ms (milliseconds from exec to the "listening" line).
+start() {
+    port=$(free_port)
+    local t0=$(date +%s%N)
+    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" >"$work/out" 2>>"$work/log" &
+    pid=$!
+    until grep -q "listening on" "$work/out" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { echo "mcstore died:"; tail "$work/log"; exit 1; }
+        sleep 0.01
+    done
+    start_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+}
+stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+run() { # $1 = keys, $2 = workload
+    "$bench" --servers 127.0.0.1:"$port" --connections 32 --workload "$2" --keys "$1" \
+        --key-size 64 --value-size 100 --duration "$secs" --quiet --json | tail -1 |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d["ops_per_sec"]), int(d["p99_us"]), d["errors"])'
+}
+rss_mb() { awk '/VmRSS/ {printf "%d", $2/1024}' /proc/"$pid"/status; }
+
+echo "| items | load time s | set ops/s (p99 us) | get ops/s (p99 us) | RSS MiB | disk MiB | raw MiB | disk/raw | restart to serving ms |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for n in "$@"; do
+    # Load with --sync periodic (the load itself is not what is measured).
+    start "$n" periodic
+    t0=$(date +%s)
+    "$bench" --servers 127.0.0.1:"$port" --connections 32 --pipeline 16 --workload get --keys "$n" \
+        --key-size 64 --value-size 100 --prefill --duration 0.1 --quiet --json >/dev/null
+    load_s=$(( $(date +%s) - t0 ))
+    stop
+    # Measure in the default mode, after a restart.
+    start "$n" always
+    restart_ms=$start_ms
+    read -r set_ops set_p99 set_err < <(run "$n" set)
+    read -r get_ops get_p99 get_err < <(run "$n" get)
+    rss=$(rss_mb)
+    stop
+    disk=$(du -sm "$work/data-$n" | cut -f1)
+    raw=$(( n * (64 + 100) / 1048576 ))
+    ratio=$(python3 -c "print(f'{$disk/max($raw,1):.2f}')")
+    echo "| $n | $load_s | $set_ops ($set_p99) | $get_ops ($get_p99) | $rss | $disk | $raw | $ratio | $restart_ms |"
+    [ "$set_err$get_err" = "00" ] || echo "errors during the runs: set $set_err get $get_err" >&2
+    rm -rf "$work/data-$n"
+done
