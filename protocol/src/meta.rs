@@ -852,7 +852,11 @@ pub(crate) fn parse_meta(
                 initial: flags.initial,
                 vivify: flags.vivify,
                 ttl: flags.ttl,
-                ttl_order: flags.ttl_order(),
+                // ma ignores R, so its position must not shape the order.
+                ttl_order: TtlOrder {
+                    touch_before_recache: false,
+                    ..flags.ttl_order()
+                },
                 compare_cas: flags.cas,
                 value: flags.value,
                 quiet: flags.quiet,
@@ -1431,7 +1435,12 @@ pub(crate) fn parse_meta_reply(
                     line_len,
                 ));
             };
-            let total = line_len + len + 2;
+            let Some(total) = line_len.checked_add(len).and_then(|n| n.checked_add(2)) else {
+                return Some(Decoded::Complete(
+                    Reply::server_error("VA length out of range"),
+                    line_len,
+                ));
+            };
             if input.len() < total {
                 return Some(Decoded::Incomplete);
             }

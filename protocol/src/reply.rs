@@ -247,7 +247,9 @@ fn parse_value(input: &[u8], header: &[u8], line_len: usize) -> Decoded<Reply> {
             line_len,
         );
     };
-    let total = line_len + len + 2;
+    let Some(total) = line_len.checked_add(len).and_then(|n| n.checked_add(2)) else {
+        return Decoded::Complete(Reply::server_error("VALUE length out of range"), line_len);
+    };
     if input.len() < total {
         return Decoded::Incomplete;
     }

@@ -427,3 +427,32 @@ fn replies_round_trip_and_need_all_their_bytes() {
         }
     }
 }
+
+#[test]
+fn huge_reply_lengths_are_errors_not_panics() {
+    // Found by the parse_reply fuzz target: the length overflowed usize.
+    for line in [
+        &b"VALUE k 0 18446744073709551615\r\n"[..],
+        b"VA 18446744073709551614\r\n",
+    ] {
+        match crate::parse_reply(line) {
+            Decoded::Complete(Reply::ServerError(_), used) => assert_eq!(used, line.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn meta_arithmetic_round_trips_whatever_the_ignored_flags() {
+    // Found by the parse_request fuzz target: ma ignores R, yet R's position
+    // leaked into the parsed request.
+    let input = b"ma k T1 R1\r\n";
+    let Decoded::Complete(Frame::Request(request), _) = parse(input) else {
+        panic!("ma k T1 R1 should parse");
+    };
+    let wire = encode(&request);
+    assert_eq!(
+        parse(&wire),
+        Decoded::Complete(Frame::Request(request), wire.len())
+    );
+}
