@@ -105,6 +105,8 @@ pub struct StoreStats {
     pub checkpoints: AtomicU64,
     /// Dead items removed by the reclaimer.
     pub reclaimed: AtomicU64,
+    /// Items written with an expiry (tells the reclaimer there may be work).
+    pub expiring_writes: AtomicU64,
 }
 
 impl Default for StoreStats {
@@ -119,6 +121,7 @@ impl Default for StoreStats {
             ),
             checkpoints: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            expiring_writes: AtomicU64::new(0),
         }
     }
 }

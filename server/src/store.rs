@@ -441,6 +441,11 @@ fn recover<E: Engine>(engine: &E, config: &StoreConfig) -> Result<(Wal, Checkpoi
 }
 
 /// Finds expired and flushed items and asks the writer to remove them.
+///
+/// It walks the whole key space in chunks at `keys_per_sec`, and rests
+/// between passes unless something may have died: the last pass saw items
+/// with an expiry, an item with an expiry was written since, or the flush
+/// markers changed. A node without expiring items costs it nothing.
 struct Reclaimer<E: Engine> {
     engine: Arc<E>,
     queue: Arc<Queue<Submission>>,
@@ -449,18 +454,55 @@ struct Reclaimer<E: Engine> {
     keys_per_sec: u64,
 }
 
+/// What one pass over the key space saw.
+#[derive(Default)]
+struct Pass {
+    /// Live items with an expiry: they will die, so keep walking.
+    expiring: u64,
+}
+
 impl<E: Engine> Reclaimer<E> {
     const CHUNK: usize = 1000;
+    /// How often a resting reclaimer checks whether there is work.
+    const REST: Duration = Duration::from_secs(1);
 
     fn run(self, stopped: &StopSignal) {
         let pause = Duration::from_secs_f64(Self::CHUNK as f64 / self.keys_per_sec as f64);
+        let signals = || {
+            (
+                self.shared.store.expiring_writes.load(Ordering::Relaxed),
+                self.shared.flush_markers(),
+            )
+        };
+        // What the last pass started from; after a start nothing is known.
+        let mut baseline = signals();
+        let mut needed = true;
+        loop {
+            if needed {
+                baseline = signals();
+                let Some(pass) = self.pass(stopped, pause) else {
+                    return;
+                };
+                needed = pass.expiring > 0;
+            }
+            // At most one pass a second, and none while nothing can die.
+            if stopped.wait(Self::REST) {
+                return;
+            }
+            needed = needed || signals() != baseline;
+        }
+    }
+
+    /// One walk over every key; `None` if the store is stopping.
+    fn pass(&self, stopped: &StopSignal, pause: Duration) -> Option<Pass> {
+        let mut pass = Pass::default();
         let mut cursor: Option<Bytes> = None;
         loop {
             let chunk = match self.engine.scan(cursor.as_deref(), Self::CHUNK) {
                 Ok(chunk) => chunk,
                 Err(err) => {
                     tracing::error!(cause = %err, "reclaimer scan failed");
-                    Vec::new()
+                    return Some(pass);
                 }
             };
             let now = self.clock.now_secs();
@@ -476,23 +518,19 @@ impl<E: Engine> Reclaimer<E> {
                         version: header.version,
                     };
                     if self.queue.push(Submission { op, completer }).is_err() {
-                        return;
+                        return None;
                     }
                     self.shared.store.reclaimed.fetch_add(1, Ordering::Relaxed);
+                } else if header.expiry != mcstore_protocol::exptime::Expiry::Never {
+                    pass.expiring += 1;
                 }
             }
-            cursor = if chunk.len() < Self::CHUNK {
-                None
-            } else {
-                chunk.last().map(|(key, _)| key.clone())
-            };
-            let wait = if cursor.is_none() {
-                pause.max(Duration::from_secs(1))
-            } else {
-                pause
-            };
-            if stopped.wait(wait) {
-                return;
+            if chunk.len() < Self::CHUNK {
+                return Some(pass);
+            }
+            cursor = chunk.last().map(|(key, _)| key.clone());
+            if stopped.wait(pause) {
+                return None;
             }
         }
     }

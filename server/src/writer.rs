@@ -15,6 +15,7 @@
 //! unknown; replaying the log on start is the only safe recovery).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -421,6 +422,12 @@ impl<E: Engine> Writer<E> {
             // Stored and at once invisible, as memcached does; keep no bytes.
             self.remove(key, slot, batch);
             return;
+        }
+        if record.expiry != Expiry::Never {
+            self.shared
+                .store
+                .expiring_writes
+                .fetch_add(1, Ordering::Relaxed);
         }
         let encoded = Bytes::from(record.encode(key));
         let size = (key.len() + encoded.len()) as u64;
