@@ -505,3 +505,6 @@ impl<E: Engine> Reclaimer<E> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod meta_tests;
