@@ -787,13 +787,25 @@ fn count_meta_outcome(c: &Counters, request: &MetaRequest, outcome: &WriteOutcom
     };
     match request {
         MetaRequest::Get(get) => {
-            let hit = matches!(outcome, WriteOutcome::MetaItem(_));
-            if get.touch.is_some() {
-                bump(&c.cmd_touch);
-                bump(if hit { &c.touch_hits } else { &c.touch_misses });
-            } else {
-                bump(&c.cmd_get);
-                bump(if hit { &c.get_hits } else { &c.get_misses });
+            // As memcached: a hit with `T` counts as a touch, a miss always
+            // as a get miss.
+            match outcome {
+                WriteOutcome::MetaItem(item) => {
+                    if get.touch.is_some() {
+                        bump(&c.cmd_touch);
+                        bump(&c.touch_hits);
+                    } else {
+                        bump(&c.cmd_get);
+                        bump(&c.get_hits);
+                    }
+                    if item.created {
+                        bump(&c.total_items);
+                    }
+                }
+                _ => {
+                    bump(&c.cmd_get);
+                    bump(&c.get_misses);
+                }
             }
         }
         MetaRequest::Set(set) => {
@@ -818,6 +830,7 @@ fn count_meta_outcome(c: &Counters, request: &MetaRequest, outcome: &WriteOutcom
         MetaRequest::Arithmetic(arith) => {
             let increment = arith.mode == MetaArithmeticMode::Increment;
             match outcome {
+                WriteOutcome::Counter { created: true, .. } => bump(&c.total_items),
                 WriteOutcome::Counter { created: false, .. } => bump(if increment {
                     &c.incr_hits
                 } else {
