@@ -269,6 +269,7 @@ impl<E: Engine> Session<E> {
     /// recache or win a stale item's token) go to the writer; other `mg`s
     /// and `me` read directly.
     async fn meta(&mut self, request: MetaRequest) {
+        let changes_item = request.is_write();
         match request {
             MetaRequest::Noop => {
                 self.reply(Reply::Meta(MetaReply::bare(MetaStatus::Noop)))
@@ -279,8 +280,6 @@ impl<E: Engine> Session<E> {
                 self.meta_debug(&debug);
             }
             MetaRequest::Get(get) => {
-                let changes_item =
-                    get.touch.is_some() || get.vivify.is_some() || get.recache.is_some();
                 if changes_item {
                     self.submit_meta(WriteOp::MetaGet(get.clone()), MetaRequest::Get(get))
                         .await;
