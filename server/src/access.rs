@@ -82,6 +82,17 @@ impl AccessTable {
     }
 }
 
+impl AccessTable {
+    /// The item under `key` got a new cas unique but stays the same item
+    /// (`md <key> I`, an `incr` rewritten in place): it keeps what is known.
+    pub fn renew_cas(&self, key: &Bytes, old_cas: u64, new_cas: u64) {
+        let mut entries = self.entries.lock().expect("access table lock");
+        if let Some(access) = entries.get_mut(key).filter(|access| access.cas == old_cas) {
+            access.cas = new_cas;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +122,17 @@ mod tests {
         assert_eq!(table.observe(&key, 1, 100, 140, true).last_access, 100);
         table.observe(&key, 1, 100, 200, true);
         assert_eq!(table.observe(&key, 1, 100, 201, false).last_access, 200);
+    }
+
+    #[test]
+    fn a_renewed_cas_keeps_the_fetched_mark() {
+        let table = AccessTable::default();
+        let key = Bytes::from_static(b"k");
+        table.observe(&key, 1, 100, 100, true);
+        table.renew_cas(&key, 1, 2);
+        assert!(table.observe(&key, 2, 100, 100, false).fetched);
+        table.renew_cas(&key, 1, 3);
+        assert!(!table.observe(&key, 3, 100, 100, false).fetched);
     }
 
     #[test]

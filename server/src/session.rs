@@ -64,7 +64,9 @@ enum ReplyKind {
     Arithmetic {
         increment: bool,
     },
-    Touch,
+    Touch {
+        key: Bytes,
+    },
     GatValue {
         key: Bytes,
         with_cas: bool,
@@ -227,12 +229,15 @@ impl<E: Engine> Session<E> {
             }
             Request::Touch(touch) => {
                 counters.cmd_touch.fetch_add(1, Ordering::Relaxed);
+                // The item comes back (answered as `TOUCHED`) so that the
+                // touch can mark it fetched, as memcached does.
                 let op = WriteOp::Touch {
-                    key: touch.key,
+                    key: touch.key.clone(),
                     exptime: touch.exptime,
-                    return_item: false,
+                    return_item: true,
                 };
-                self.submit(op, ReplyKind::Touch, touch.noreply).await;
+                let kind = ReplyKind::Touch { key: touch.key };
+                self.submit(op, kind, touch.noreply).await;
             }
             Request::FlushAll(flush) => {
                 counters.cmd_flush.fetch_add(1, Ordering::Relaxed);
@@ -520,11 +525,36 @@ impl<E: Engine> Session<E> {
                 } => {
                     let outcome = write.outcome().await;
                     self.count_outcome(&kind, &outcome);
+                    self.note_fetch(&kind, &outcome);
                     if !noreply {
                         self.encode_outcome(kind, outcome);
                     }
                 }
             }
+        }
+    }
+
+    /// `touch` and `gat` mark the item fetched, as memcached's do; an item
+    /// marked stale by `md I` stays the same item under its new cas.
+    fn note_fetch(&self, kind: &ReplyKind, outcome: &WriteOutcome) {
+        if let (
+            ReplyKind::Meta(MetaRequest::Delete(delete)),
+            WriteOutcome::Invalidated { old_cas, new_cas },
+        ) = (kind, outcome)
+        {
+            let access = &self.store.shared().access;
+            access.renew_cas(&delete.key, *old_cas, *new_cas);
+            return;
+        }
+        if let (
+            ReplyKind::Touch { key } | ReplyKind::GatValue { key, .. },
+            WriteOutcome::Item(record),
+        ) = (kind, outcome)
+        {
+            let now = self.store.now_secs();
+            let written_at = record.version / 1_000_000_000;
+            let access = &self.store.shared().access;
+            access.observe(key, record.cas, written_at, now, true);
         }
     }
 
@@ -545,11 +575,11 @@ impl<E: Engine> Session<E> {
             (ReplyKind::Arithmetic { increment: false }, WriteOutcome::NotFound) => &c.decr_misses,
             (ReplyKind::Arithmetic { increment: true }, WriteOutcome::Number(_)) => &c.incr_hits,
             (ReplyKind::Arithmetic { increment: false }, WriteOutcome::Number(_)) => &c.decr_hits,
-            (ReplyKind::Touch | ReplyKind::GatValue { .. }, WriteOutcome::NotFound) => {
+            (ReplyKind::Touch { .. } | ReplyKind::GatValue { .. }, WriteOutcome::NotFound) => {
                 &c.touch_misses
             }
             (
-                ReplyKind::Touch | ReplyKind::GatValue { .. },
+                ReplyKind::Touch { .. } | ReplyKind::GatValue { .. },
                 WriteOutcome::Touched | WriteOutcome::Item(_),
             ) => &c.touch_hits,
             (ReplyKind::Meta(request), outcome) => {
@@ -588,6 +618,7 @@ impl<E: Engine> Session<E> {
             (_, WriteOutcome::Item(_)) => Reply::Touched,
             // Only meta requests get these; they are answered above.
             (_, WriteOutcome::MetaItem(_) | WriteOutcome::MetaStored { .. }) => Reply::Stored,
+            (_, WriteOutcome::Invalidated { .. }) => Reply::Deleted,
             (_, WriteOutcome::Counter { number, .. }) => Reply::Number(number),
         };
         reply.encode(&mut self.output);
@@ -876,7 +907,9 @@ fn meta_delete_reply(
     outcome: WriteOutcome,
 ) -> (Option<MetaStatus>, Vec<MetaFlag>) {
     let status = match outcome {
-        WriteOutcome::Deleted => (!delete.quiet).then_some(MetaStatus::Done),
+        WriteOutcome::Deleted | WriteOutcome::Invalidated { .. } => {
+            (!delete.quiet).then_some(MetaStatus::Done)
+        }
         WriteOutcome::Exists => Some(MetaStatus::Exists),
         _ => Some(MetaStatus::NotFound),
     };

@@ -151,6 +151,13 @@ pub enum WriteOutcome {
     NonNumeric,
     /// gat hit: the item after the touch.
     Item(Record),
+    /// `md <key> I`: the item was marked stale and got a new cas unique.
+    Invalidated {
+        /// The cas unique before.
+        old_cas: u64,
+        /// The new cas unique.
+        new_cas: u64,
+    },
     /// `mg` hit (or vivified item): the item after the request.
     MetaItem(MetaItem),
     /// `ms` stored; the new cas unique.
@@ -626,6 +633,9 @@ impl<E: Engine> Writer<E> {
                     value,
                     ..old
                 };
+                if new.value.len() == old.value.len() {
+                    self.shared.access.renew_cas(key, old.cas, new.cas);
+                }
                 self.put(key, new, &slot, batch);
                 Ok(WriteOutcome::Number(next))
             }
@@ -858,8 +868,9 @@ impl<E: Engine> Writer<E> {
             version: self.new_version(),
             ..old
         };
+        let (old_cas, new_cas) = (old.cas, record.cas);
         self.put(key, record, &slot, batch);
-        Ok(WriteOutcome::Deleted)
+        Ok(WriteOutcome::Invalidated { old_cas, new_cas })
     }
 
     fn meta_arithmetic(
@@ -914,6 +925,9 @@ impl<E: Engine> Writer<E> {
                     value,
                     ..old
                 };
+                if record.value.len() == old.value.len() {
+                    self.shared.access.renew_cas(key, old.cas, record.cas);
+                }
                 (next, record, false)
             }
         };

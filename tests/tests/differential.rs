@@ -1978,6 +1978,39 @@ fn meta_cases(c: &mut CaseList) {
             7,
         )]
     });
+    c.add("meta_exec_fetched_by_text_commands", |k| {
+        let (a, b, n, s) = (
+            format!("{k}a"),
+            format!("{k}b"),
+            format!("{k}n"),
+            format!("{k}s"),
+        );
+        vec![step(
+            cat(&[
+                &set(&a, b"x"),
+                &set(&b, b"x"),
+                &set(&n, b"10"),
+                &set(&s, b"x"),
+                &lines(&[
+                    &format!("touch {a} 0"),
+                    &format!("mg {a} h"),
+                    &format!("gat 0 {b}"),
+                    &format!("mg {b} h"),
+                    // memcached rewrites a counter in place only when no
+                    // reply still references the item (timing-dependent in a
+                    // pipeline), so `h` after an incr is not compared.
+                    &format!("incr {n} 1"),
+                    &format!("mg {n} v"),
+                    &format!("md {s} I"),
+                    &format!("mg {s} h"),
+                    &format!("md {s} I"),
+                    &format!("mg {s} h"),
+                    &format!("me {s}"),
+                ]),
+            ]),
+            15,
+        )]
+    });
     c.add("meta_exec_base64_keys", |k| {
         let key = format!("{k}bin");
         let encoded = base64(key.as_bytes());
