@@ -2093,6 +2093,51 @@ fn meta_cases(c: &mut CaseList) {
             15,
         )]
     });
+    c.add("meta_exec_timed_expiry", |k| {
+        let (a, v, s, n, t) = (
+            format!("{k}a"),
+            format!("{k}v"),
+            format!("{k}s"),
+            format!("{k}n"),
+            format!("{k}t"),
+        );
+        vec![
+            step(
+                cat(&[
+                    &ms(&a, b"x", "T2"),
+                    &ms(&s, b"x", "T0"),
+                    &ms(&t, b"x", "T0"),
+                    &lines(&[
+                        &format!("mg {v} N2 v"),
+                        &format!("md {s} I T2"),
+                        &format!("ma {n} N2 J5 v"),
+                        &format!("mg {t} T2"),
+                        &format!("mg {a} v"),
+                    ]),
+                ]),
+                8,
+            ),
+            step_after(
+                3300,
+                lines(&[
+                    &format!("mg {a} v k"),
+                    &format!("mg {v} v"),
+                    &format!("mg {s} v"),
+                    &format!("ma {n} v"),
+                    &format!("mg {t} v"),
+                    &format!("mg {v} N0 v c k"),
+                    &format!("mg {v} v t"),
+                    &format!("md {s}"),
+                    &format!("ms {a} 1 MA"),
+                    "y",
+                    &format!("ms {a} 1 ME"),
+                    "z",
+                    "mn",
+                ]),
+                11,
+            ),
+        ]
+    });
     c.add("meta_exec_debug", |k| {
         let key = format!("{k}a");
         vec![step(
