@@ -4,6 +4,13 @@
 //! waiting, so a pipeline of sets lands in one group commit; their replies
 //! wait in `pending` until the next read, error or flush of the output needs
 //! everything before it resolved (a connection always reads its own writes).
+//!
+//! Meta commands (`mg ms md ma mn me`, see `docs/meta-protocol.md`) follow
+//! the same split: `ms`, `md`, `ma` and the `mg`s that touch, vivify,
+//! recache or win a stale item's token go to the writer; other `mg`s and
+//! `me` read directly. Their replies are built from the request's return
+//! flags when the outcome arrives; `q` is applied per command, as memcached
+//! does, rather than through `noreply`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

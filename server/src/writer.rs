@@ -6,8 +6,9 @@
 //! to the log, makes them durable with one `fdatasync` (`--sync always`),
 //! applies them to the engine (only now can readers see them) and answers
 //! every operation of the batch. Because conditional commands (cas, add,
-//! replace, append, prepend, incr, decr, touch) are evaluated here, in queue
-//! order, each key is linearizable.
+//! replace, append, prepend, incr, decr, touch, and the meta commands with
+//! their stale and win-token marks) are evaluated here, in queue order, each
+//! key is linearizable: of racing clients, exactly one wins a token.
 //!
 //! A failed `fdatasync` or engine write is never acknowledged: the batch is
 //! answered with `SERVER_ERROR` and the writer refuses all later writes

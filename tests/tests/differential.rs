@@ -2033,6 +2033,22 @@ fn meta_cases(c: &mut CaseList) {
             10,
         )]
     });
+    c.add("meta_exec_base64_request_on_text_key", |k| {
+        let key = format!("{k}plain");
+        let encoded = base64(key.as_bytes());
+        vec![step(
+            cat(&[
+                &set(&key, b"p"),
+                &lines(&[
+                    &format!("mg {encoded} b k v"),
+                    &format!("me {encoded} b"),
+                    &format!("ma {encoded} b k"),
+                    &format!("md {encoded} b k"),
+                ]),
+            ]),
+            5,
+        )]
+    });
     c.add("meta_exec_text_and_meta_share_items", |k| {
         let key = format!("{k}a");
         vec![step(
