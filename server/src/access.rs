@@ -5,17 +5,23 @@
 //! These are kept in memory only, not written on every read: after a
 //! restart every item reads as never fetched, last accessed when it was
 //! written. An entry belongs to one item (its key and cas unique); an item
-//! replaced by a write starts afresh. The table is bounded: when it holds
-//! [`MAX_TRACKED`] entries it is cleared, which only forgets this
-//! statistical information.
+//! replaced by a write starts afresh. The table is split into [`SHARDS`]
+//! independently locked shards (by a hash of the key), so that reads on
+//! different keys rarely contend, and a read of an item already marked
+//! fetched within the update interval takes the lock but writes nothing. It is bounded: a
+//! shard holding [`MAX_TRACKED`] / [`SHARDS`] entries is cleared, which only
+//! forgets this statistical information.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// Entries kept at most before the table is cleared.
+/// Entries kept at most (over all shards).
 pub const MAX_TRACKED: usize = 1 << 20;
+
+/// Independently locked parts of the table.
+pub const SHARDS: usize = 64;
 
 /// memcached's `ITEM_UPDATE_INTERVAL`: an access moves the last-access time
 /// only if it is older than this many seconds.
@@ -38,9 +44,17 @@ pub struct Seen {
 }
 
 /// The in-memory access table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AccessTable {
-    entries: Mutex<HashMap<Bytes, Access>>,
+    shards: Vec<Mutex<HashMap<Bytes, Access>>>,
+}
+
+impl Default for AccessTable {
+    fn default() -> Self {
+        AccessTable {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl AccessTable {
@@ -48,7 +62,7 @@ impl AccessTable {
     /// fetched, last accessed at `written_at`) and, if `bump`, records this
     /// access at `now`.
     pub fn observe(&self, key: &Bytes, cas: u64, written_at: u64, now: u64, bump: bool) -> Seen {
-        let mut entries = self.entries.lock().expect("access table lock");
+        let mut entries = self.shard(key);
         let known = entries.get(key).copied().filter(|access| access.cas == cas);
         let seen = known.map_or(
             Seen {
@@ -60,15 +74,15 @@ impl AccessTable {
                 last_access: access.last,
             },
         );
-        if bump {
-            if entries.len() >= MAX_TRACKED && known.is_none() {
+        let last = if seen.last_access + UPDATE_INTERVAL_SECS < now {
+            now
+        } else {
+            seen.last_access
+        };
+        if bump && !(seen.fetched && last == seen.last_access) {
+            if entries.len() >= MAX_TRACKED / SHARDS && known.is_none() {
                 entries.clear();
             }
-            let last = if seen.last_access + UPDATE_INTERVAL_SECS < now {
-                now
-            } else {
-                seen.last_access
-            };
             entries.insert(
                 key.clone(),
                 Access {
@@ -83,10 +97,15 @@ impl AccessTable {
 }
 
 impl AccessTable {
+    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Bytes, Access>> {
+        let index = crc32fast::hash(key) as usize % SHARDS;
+        self.shards[index].lock().expect("access table lock")
+    }
+
     /// The item under `key` got a new cas unique but stays the same item
     /// (`md <key> I`, an `incr` rewritten in place): it keeps what is known.
     pub fn renew_cas(&self, key: &Bytes, old_cas: u64, new_cas: u64) {
-        let mut entries = self.entries.lock().expect("access table lock");
+        let mut entries = self.shard(key);
         if let Some(access) = entries.get_mut(key).filter(|access| access.cas == old_cas) {
             access.cas = new_cas;
         }
