@@ -423,11 +423,16 @@ pub struct MetaDebug {
 
 impl MetaRequest {
     /// Whether the request may change stored data: `ms`, `md`, `ma`, and an
-    /// `mg` with `T` (touch) or `N` (vivify).
+    /// `mg` with `T` (touch), `N` (vivify) or `R` (recache: may hand out the
+    /// win token, which is recorded on the item). A plain `mg` can change
+    /// the item too when it is stale and wins its token; a server learns
+    /// that only by reading the item.
     pub fn is_write(&self) -> bool {
         match self {
             MetaRequest::Set(_) | MetaRequest::Delete(_) | MetaRequest::Arithmetic(_) => true,
-            MetaRequest::Get(get) => get.touch.is_some() || get.vivify.is_some(),
+            MetaRequest::Get(get) => {
+                get.touch.is_some() || get.vivify.is_some() || get.recache.is_some()
+            }
             MetaRequest::Noop | MetaRequest::Debug(_) => false,
         }
     }

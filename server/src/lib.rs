@@ -10,9 +10,11 @@
 //! - [`wal`]: the write-ahead log (the durable, ordered change stream);
 //!   [`engine`]: the storage engine trait and sled; [`record`]: the stored
 //!   item format with its crc32; [`flush`]: `flush_all` markers.
-//! - [`stats`], [`clock`], [`datadir`]: counters, time, the directory lock.
+//! - [`stats`], [`clock`], [`datadir`]: counters, time, the directory lock;
+//!   [`access`]: the in-memory fetched/last-access table of the meta protocol.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod connection;

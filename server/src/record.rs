@@ -2,21 +2,37 @@
 //!
 //! Every record carries what replication will need: the client flags, the
 //! absolute expiry, the cas unique, a version timestamp for last-write-wins,
+//! the meta protocol's per-item marks (stale, win token sent, binary key),
 //! and a crc32 over the key and everything after the checksum field, checked
-//! on every read. Layout (little-endian):
+//! on every read. Layout of format 2 (little-endian), the one this build
+//! writes:
 //!
 //! ```text
-//! 0      1        5       9        17     25        33
-//! | fmt  | crc32  | flags | expiry | cas  | version | value ... |
+//! 0      1        5       9        17     25        33      34
+//! | fmt  | crc32  | flags | expiry | cas  | version | marks | value ... |
 //! ```
+//!
+//! Format 1 (written before the meta protocol was executed) is the same
+//! without the `marks` byte; it is still read, with no marks set.
 
 use bytes::Bytes;
 use mcstore_protocol::exptime::Expiry;
 use thiserror::Error;
 
-/// The record format this build writes.
+/// The first record format: no marks byte.
 const FORMAT_V1: u8 = 1;
-const HEADER_LEN: usize = 33;
+const HEADER_LEN_V1: usize = 33;
+/// The record format this build writes: a marks byte after the version.
+const FORMAT_V2: u8 = 2;
+const HEADER_LEN: usize = 34;
+
+/// The item is stale (`md <key> I`, or `ms ... C<older cas> I`): `mg`
+/// reports `X`, and hands a win token (`W`) to the first client that asks.
+pub const MARK_STALE: u8 = 1;
+/// A win token (`W`) was handed out for this item: later `mg`s report `Z`.
+pub const MARK_TOKEN_SENT: u8 = 2;
+/// The key was sent in base64 (`ms ... b`): `k` and `me` print it in base64.
+pub const MARK_BINARY_KEY: u8 = 4;
 
 /// An item as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +47,9 @@ pub struct Record {
     /// this node): the last-write-wins order for replication, and the order
     /// `flush_all` compares against.
     pub version: u64,
+    /// Meta protocol marks: [`MARK_STALE`], [`MARK_TOKEN_SENT`],
+    /// [`MARK_BINARY_KEY`].
+    pub marks: u8,
     /// The data.
     pub value: Bytes,
 }
@@ -60,12 +79,13 @@ impl Record {
     /// Encodes the record stored under `key`.
     pub fn encode(&self, key: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.value.len());
-        out.push(FORMAT_V1);
+        out.push(FORMAT_V2);
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&self.flags.to_le_bytes());
         out.extend_from_slice(&self.expiry.to_stored().to_le_bytes());
         out.extend_from_slice(&self.cas.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
+        out.push(self.marks);
         out.extend_from_slice(&self.value);
         let crc = checksum(key, &out[5..]);
         out[1..5].copy_from_slice(&crc.to_le_bytes());
@@ -84,8 +104,14 @@ impl Record {
             expiry: header.expiry,
             cas: header.cas,
             version: header.version,
-            value: Bytes::copy_from_slice(&bytes[HEADER_LEN..]),
+            marks: header.marks,
+            value: Bytes::copy_from_slice(&bytes[bytes.len() - header.value_len..]),
         })
+    }
+
+    /// Whether a mark is set.
+    pub fn has(&self, mark: u8) -> bool {
+        self.marks & mark != 0
     }
 
     /// The size this record takes in the `bytes` statistic.
@@ -108,6 +134,8 @@ pub struct RecordHeader {
     pub cas: u64,
     /// Version timestamp.
     pub version: u64,
+    /// Meta protocol marks (0 in format 1).
+    pub marks: u8,
     /// Length of the value.
     pub value_len: usize,
 }
@@ -115,11 +143,14 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// Reads the header of an encoded record.
     pub fn decode(bytes: &[u8]) -> Result<RecordHeader, CorruptRecord> {
-        if bytes.len() < HEADER_LEN {
+        let header_len = match bytes.first() {
+            None => return Err(CorruptRecord::Truncated(0)),
+            Some(&FORMAT_V1) => HEADER_LEN_V1,
+            Some(&FORMAT_V2) => HEADER_LEN,
+            Some(&other) => return Err(CorruptRecord::UnknownFormat(other)),
+        };
+        if bytes.len() < header_len {
             return Err(CorruptRecord::Truncated(bytes.len()));
-        }
-        if bytes[0] != FORMAT_V1 {
-            return Err(CorruptRecord::UnknownFormat(bytes[0]));
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         Ok(RecordHeader {
@@ -127,7 +158,12 @@ impl RecordHeader {
             expiry: Expiry::from_stored(u64_at(9)),
             cas: u64_at(17),
             version: u64_at(25),
-            value_len: bytes.len() - HEADER_LEN,
+            marks: if header_len == HEADER_LEN {
+                bytes[33]
+            } else {
+                0
+            },
+            value_len: bytes.len() - header_len,
         })
     }
 }
@@ -142,6 +178,7 @@ mod tests {
             expiry: Expiry::At(1_800_000_000),
             cas: 42,
             version: 1_700_000_000_123_456_789,
+            marks: MARK_STALE | MARK_BINARY_KEY,
             value: Bytes::from_static(b"hello\r\nworld"),
         }
     }
@@ -154,6 +191,34 @@ mod tests {
         let header = RecordHeader::decode(&bytes).unwrap();
         assert_eq!(header.cas, 42);
         assert_eq!(header.value_len, record.value.len());
+        assert_eq!(header.marks, MARK_STALE | MARK_BINARY_KEY);
+        assert!(record.has(MARK_STALE) && !record.has(MARK_TOKEN_SENT));
+    }
+
+    #[test]
+    fn format_1_records_still_decode_without_marks() {
+        let record = sample();
+        let mut bytes = vec![FORMAT_V1, 0, 0, 0, 0];
+        bytes.extend_from_slice(&record.flags.to_le_bytes());
+        bytes.extend_from_slice(&record.expiry.to_stored().to_le_bytes());
+        bytes.extend_from_slice(&record.cas.to_le_bytes());
+        bytes.extend_from_slice(&record.version.to_le_bytes());
+        bytes.extend_from_slice(&record.value);
+        let crc = checksum(b"key", &bytes[5..]);
+        bytes[1..5].copy_from_slice(&crc.to_le_bytes());
+        let decoded = Record::decode(b"key", &bytes).unwrap();
+        assert_eq!(decoded, Record { marks: 0, ..record });
+        assert_eq!(RecordHeader::decode(&bytes).unwrap().value_len, 12);
+    }
+
+    #[test]
+    fn the_marks_byte_is_checksummed() {
+        let mut bytes = sample().encode(b"key");
+        bytes[HEADER_LEN - 1] ^= MARK_TOKEN_SENT;
+        assert_eq!(
+            Record::decode(b"key", &bytes),
+            Err(CorruptRecord::ChecksumMismatch)
+        );
     }
 
     #[test]

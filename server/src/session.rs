@@ -4,6 +4,13 @@
 //! waiting, so a pipeline of sets lands in one group commit; their replies
 //! wait in `pending` until the next read, error or flush of the output needs
 //! everything before it resolved (a connection always reads its own writes).
+//!
+//! Meta commands (`mg ms md ma mn me`, see `docs/meta-protocol.md`) follow
+//! the same split: `ms`, `md`, `ma` and the `mg`s that touch, vivify,
+//! recache or win a stale item's token go to the writer; other `mg`s and
+//! `me` read directly. Their replies are built from the request's return
+//! flags when the outcome arrives; `q` is applied per command, as memcached
+//! does, rather than through `noreply`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -11,14 +18,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use mcstore_protocol::exptime::Expiry;
+use mcstore_protocol::meta::{base64_encoded, encode_meta_value_header, return_flags, ItemMeta};
 use mcstore_protocol::request::Stats;
-use mcstore_protocol::{encode_value_header, Frame, Reply, Request, StoreMode};
+use mcstore_protocol::{
+    encode_value_header, item_size, Frame, MetaArithmetic, MetaArithmeticMode, MetaDebug,
+    MetaDebugInfo, MetaDelete, MetaFlag, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus,
+    Reply, Request, StoreMode,
+};
 
 use crate::engine::{Engine, SledEngine};
-use crate::record::Record;
+use crate::record::{Record, MARK_BINARY_KEY, MARK_STALE, MARK_TOKEN_SENT};
 use crate::stats::Counters;
 use crate::store::{Lookup, PendingWrite, Store};
-use crate::writer::{WriteOp, WriteOutcome};
+use crate::writer::{changed_expiry, MetaItem, WriteOp, WriteOutcome};
 
 /// The version this node reports: memcached's protocol level, then ours.
 pub const VERSION: &str = concat!("1.6.18-mcstore-", env!("CARGO_PKG_VERSION"));
@@ -51,13 +64,24 @@ pub enum Next {
 
 /// How a writer outcome becomes reply bytes.
 enum ReplyKind {
-    Store { cas: bool },
+    Store {
+        cas: bool,
+    },
     Delete,
-    Arithmetic { increment: bool },
-    Touch,
-    GatValue { key: Bytes, with_cas: bool },
+    Arithmetic {
+        increment: bool,
+    },
+    Touch {
+        key: Bytes,
+    },
+    GatValue {
+        key: Bytes,
+        with_cas: bool,
+    },
     FlushAll,
     Silent,
+    /// A meta command: the request says which flags the reply carries.
+    Meta(MetaRequest),
 }
 
 enum PendingReply {
@@ -212,12 +236,15 @@ impl<E: Engine> Session<E> {
             }
             Request::Touch(touch) => {
                 counters.cmd_touch.fetch_add(1, Ordering::Relaxed);
+                // The item comes back (answered as `TOUCHED`) so that the
+                // touch can mark it fetched, as memcached does.
                 let op = WriteOp::Touch {
-                    key: touch.key,
+                    key: touch.key.clone(),
                     exptime: touch.exptime,
-                    return_item: false,
+                    return_item: true,
                 };
-                self.submit(op, ReplyKind::Touch, touch.noreply).await;
+                let kind = ReplyKind::Touch { key: touch.key };
+                self.submit(op, kind, touch.noreply).await;
             }
             Request::FlushAll(flush) => {
                 counters.cmd_flush.fetch_add(1, Ordering::Relaxed);
@@ -241,12 +268,222 @@ impl<E: Engine> Session<E> {
                 self.resolve_pending().await;
                 self.stats(stats);
             }
+            Request::Meta(meta) => self.meta(meta).await,
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
                 self.reply(Reply::Error).await;
             }
         }
         Next::Continue
+    }
+
+    /// Executes a meta command. Writes (and `mg`s that touch, create,
+    /// recache or win a stale item's token) go to the writer; other `mg`s
+    /// and `me` read directly.
+    async fn meta(&mut self, request: MetaRequest) {
+        let changes_item = request.is_write();
+        match request {
+            MetaRequest::Noop => {
+                self.reply(Reply::Meta(MetaReply::bare(MetaStatus::Noop)))
+                    .await
+            }
+            MetaRequest::Debug(debug) => {
+                self.resolve_pending().await;
+                self.meta_debug(&debug);
+            }
+            MetaRequest::Get(get) => {
+                if changes_item {
+                    self.submit_meta(WriteOp::MetaGet(get.clone()), MetaRequest::Get(get))
+                        .await;
+                    return;
+                }
+                self.resolve_pending().await;
+                let lookup = match self.store.get(&get.key) {
+                    Ok(lookup) => lookup,
+                    Err(err) => {
+                        Reply::ServerError(err.to_string().into()).encode(&mut self.output);
+                        return;
+                    }
+                };
+                let counters = &self.store.shared().counters;
+                match lookup {
+                    Lookup::Hit(record) if MetaItem::read_would_win(&record) => {
+                        // This read wins the stale item's token: the writer
+                        // decides, so that only one client gets it.
+                        self.submit_meta(WriteOp::MetaGet(get.clone()), MetaRequest::Get(get))
+                            .await;
+                    }
+                    Lookup::Hit(record) => {
+                        counters.cmd_get.fetch_add(1, Ordering::Relaxed);
+                        counters.get_hits.fetch_add(1, Ordering::Relaxed);
+                        let now = self.store.now_secs();
+                        self.meta_get_hit(&get, MetaItem::unchanged(record, now));
+                    }
+                    miss => {
+                        counters.cmd_get.fetch_add(1, Ordering::Relaxed);
+                        counters.get_misses.fetch_add(1, Ordering::Relaxed);
+                        if matches!(miss, Lookup::Expired) {
+                            counters.get_expired.fetch_add(1, Ordering::Relaxed);
+                        } else if matches!(miss, Lookup::Flushed) {
+                            counters.get_flushed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.meta_get_miss(&get);
+                    }
+                }
+            }
+            MetaRequest::Set(set) => {
+                self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
+                self.submit_meta(WriteOp::MetaSet(set.clone()), MetaRequest::Set(set))
+                    .await;
+            }
+            MetaRequest::Delete(delete) => {
+                let op = WriteOp::MetaDelete(delete.clone());
+                self.submit_meta(op, MetaRequest::Delete(delete)).await;
+            }
+            MetaRequest::Arithmetic(arith) => {
+                let op = WriteOp::MetaArithmetic(arith.clone());
+                self.submit_meta(op, MetaRequest::Arithmetic(arith)).await;
+            }
+        }
+    }
+
+    async fn submit_meta(&mut self, op: WriteOp, request: MetaRequest) {
+        // Meta replies decide for themselves what `q` hides.
+        self.submit(op, ReplyKind::Meta(request), false).await;
+    }
+
+    fn meta_get_hit(&mut self, get: &MetaGet, item: MetaItem) {
+        let record = &item.record;
+        let now = item.now;
+        let seen = self.store.shared().access.observe(
+            &get.key,
+            record.cas,
+            record.version / 1_000_000_000,
+            now,
+            !get.no_bump,
+        );
+        let ttl_expiry = changed_expiry(get.exptime(item.created, true), item.expiry_before, now);
+        let meta = ItemMeta {
+            cas: record.cas,
+            flags: record.flags,
+            fetched: seen.fetched,
+            last_access: now.saturating_sub(seen.last_access),
+            size: record.value.len() as u64,
+            ttl: ttl_expiry.ttl_remaining(now),
+        };
+        let mut flags = return_flags(
+            &get.returns,
+            &get.key,
+            record.has(MARK_BINARY_KEY),
+            get.opaque.as_ref(),
+            Some(&meta),
+        );
+        if item.marks_before & MARK_TOKEN_SENT != 0 {
+            flags.push(MetaFlag::TokenSent);
+        }
+        if record.has(MARK_STALE) {
+            flags.push(MetaFlag::Stale);
+        }
+        if item.won {
+            flags.push(MetaFlag::Won);
+        }
+        if get.value {
+            encode_meta_value_header(&mut self.output, record.value.len(), &flags);
+            self.output.put_slice(&record.value);
+            self.output.put_slice(b"\r\n");
+        } else {
+            MetaReply {
+                status: MetaStatus::Done,
+                flags,
+            }
+            .encode(&mut self.output);
+        }
+    }
+
+    fn meta_get_miss(&mut self, get: &MetaGet) {
+        if get.quiet {
+            return;
+        }
+        let flags = return_flags(
+            &get.returns,
+            &get.key,
+            get.base64_key,
+            get.opaque.as_ref(),
+            None,
+        );
+        MetaReply {
+            status: MetaStatus::Miss,
+            flags,
+        }
+        .encode(&mut self.output);
+    }
+
+    fn meta_debug(&mut self, debug: &MetaDebug) {
+        let record = match self.store.get(&debug.key) {
+            Ok(Lookup::Hit(record)) => record,
+            Ok(_) => {
+                MetaReply::bare(MetaStatus::Miss).encode(&mut self.output);
+                return;
+            }
+            Err(err) => {
+                Reply::ServerError(err.to_string().into()).encode(&mut self.output);
+                return;
+            }
+        };
+        let now = self.store.now_secs();
+        let seen = self.store.shared().access.observe(
+            &debug.key,
+            record.cas,
+            record.version / 1_000_000_000,
+            now,
+            false,
+        );
+        let key = if record.has(MARK_BINARY_KEY) {
+            base64_encoded(&debug.key)
+        } else {
+            debug.key.clone()
+        };
+        let info = MetaDebugInfo {
+            key,
+            exp: match record.expiry {
+                Expiry::Never => -1,
+                Expiry::At(at) => now as i64 - at as i64,
+            },
+            la: now.saturating_sub(seen.last_access),
+            cas: record.cas,
+            fetch: seen.fetched,
+            cls: 1,
+            size: item_size(debug.key.len(), record.flags, record.value.len()),
+        };
+        Reply::MetaDebug(info).encode(&mut self.output);
+    }
+
+    fn encode_meta(&mut self, request: MetaRequest, outcome: WriteOutcome) {
+        let (status, flags) = match (request, outcome) {
+            (MetaRequest::Get(get), WriteOutcome::MetaItem(item)) => {
+                self.meta_get_hit(&get, item);
+                return;
+            }
+            (MetaRequest::Get(get), _) => {
+                self.meta_get_miss(&get);
+                return;
+            }
+            (MetaRequest::Set(set), outcome) => meta_set_reply(&set, outcome),
+            (MetaRequest::Delete(delete), outcome) => meta_delete_reply(&delete, outcome),
+            (MetaRequest::Arithmetic(arith), outcome) => {
+                match meta_arithmetic_reply(&arith, outcome) {
+                    Ok(reply) => reply,
+                    Err(reply) => {
+                        reply.encode(&mut self.output);
+                        return;
+                    }
+                }
+            }
+            (MetaRequest::Noop | MetaRequest::Debug(_), _) => return,
+        };
+        if let Some(status) = status {
+            MetaReply { status, flags }.encode(&mut self.output);
+        }
     }
 
     async fn submit(&mut self, op: WriteOp, kind: ReplyKind, noreply: bool) {
@@ -295,11 +532,36 @@ impl<E: Engine> Session<E> {
                 } => {
                     let outcome = write.outcome().await;
                     self.count_outcome(&kind, &outcome);
+                    self.note_fetch(&kind, &outcome);
                     if !noreply {
                         self.encode_outcome(kind, outcome);
                     }
                 }
             }
+        }
+    }
+
+    /// `touch` and `gat` mark the item fetched, as memcached's do; an item
+    /// marked stale by `md I` stays the same item under its new cas.
+    fn note_fetch(&self, kind: &ReplyKind, outcome: &WriteOutcome) {
+        if let (
+            ReplyKind::Meta(MetaRequest::Delete(delete)),
+            WriteOutcome::Invalidated { old_cas, new_cas },
+        ) = (kind, outcome)
+        {
+            let access = &self.store.shared().access;
+            access.renew_cas(&delete.key, *old_cas, *new_cas);
+            return;
+        }
+        if let (
+            ReplyKind::Touch { key } | ReplyKind::GatValue { key, .. },
+            WriteOutcome::Item(record),
+        ) = (kind, outcome)
+        {
+            let now = self.store.now_secs();
+            let written_at = record.version / 1_000_000_000;
+            let access = &self.store.shared().access;
+            access.observe(key, record.cas, written_at, now, true);
         }
     }
 
@@ -320,13 +582,17 @@ impl<E: Engine> Session<E> {
             (ReplyKind::Arithmetic { increment: false }, WriteOutcome::NotFound) => &c.decr_misses,
             (ReplyKind::Arithmetic { increment: true }, WriteOutcome::Number(_)) => &c.incr_hits,
             (ReplyKind::Arithmetic { increment: false }, WriteOutcome::Number(_)) => &c.decr_hits,
-            (ReplyKind::Touch | ReplyKind::GatValue { .. }, WriteOutcome::NotFound) => {
+            (ReplyKind::Touch { .. } | ReplyKind::GatValue { .. }, WriteOutcome::NotFound) => {
                 &c.touch_misses
             }
             (
-                ReplyKind::Touch | ReplyKind::GatValue { .. },
+                ReplyKind::Touch { .. } | ReplyKind::GatValue { .. },
                 WriteOutcome::Touched | WriteOutcome::Item(_),
             ) => &c.touch_hits,
+            (ReplyKind::Meta(request), outcome) => {
+                count_meta_outcome(c, request, outcome);
+                return;
+            }
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +602,10 @@ impl<E: Engine> Session<E> {
         let reply = match (kind, outcome) {
             (ReplyKind::Silent, _) => return,
             (_, WriteOutcome::Failed(message)) => Reply::ServerError(message.into()),
+            (ReplyKind::Meta(request), outcome) => {
+                self.encode_meta(request, outcome);
+                return;
+            }
             (ReplyKind::GatValue { key, with_cas }, WriteOutcome::Item(record)) => {
                 self.encode_value(&key, &record, with_cas);
                 return;
@@ -353,6 +623,10 @@ impl<E: Engine> Session<E> {
                 Reply::client_error("cannot increment or decrement non-numeric value")
             }
             (_, WriteOutcome::Item(_)) => Reply::Touched,
+            // Only meta requests get these; they are answered above.
+            (_, WriteOutcome::MetaItem(_) | WriteOutcome::MetaStored { .. }) => Reply::Stored,
+            (_, WriteOutcome::Invalidated { .. }) => Reply::Deleted,
+            (_, WriteOutcome::Counter { number, .. }) => Reply::Number(number),
         };
         reply.encode(&mut self.output);
     }
@@ -383,6 +657,10 @@ impl<E: Engine> Session<E> {
             match lookup {
                 Lookup::Hit(record) => {
                     counters.get_hits.fetch_add(1, Ordering::Relaxed);
+                    let now = self.store.now_secs();
+                    let written_at = record.version / 1_000_000_000;
+                    let access = &self.store.shared().access;
+                    access.observe(key, record.cas, written_at, now, true);
                     self.encode_value(key, &record, with_cas);
                 }
                 Lookup::Miss => {
@@ -537,6 +815,167 @@ impl<E: Engine> Session<E> {
             shared.corrupt_records.load(Ordering::Relaxed),
         );
     }
+}
+
+/// Counts a meta write's outcome as memcached does.
+fn count_meta_outcome(c: &Counters, request: &MetaRequest, outcome: &WriteOutcome) {
+    let bump = |counter: &std::sync::atomic::AtomicU64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    };
+    match request {
+        MetaRequest::Get(get) => {
+            // As memcached: a hit with `T` counts as a touch, a miss always
+            // as a get miss.
+            match outcome {
+                WriteOutcome::MetaItem(item) => {
+                    if get.touch.is_some() {
+                        bump(&c.cmd_touch);
+                        bump(&c.touch_hits);
+                    } else {
+                        bump(&c.cmd_get);
+                        bump(&c.get_hits);
+                    }
+                    if item.created {
+                        bump(&c.total_items);
+                    }
+                }
+                _ => {
+                    bump(&c.cmd_get);
+                    bump(&c.get_misses);
+                }
+            }
+        }
+        MetaRequest::Set(set) => {
+            let cas = matches!(set.store_mode(), StoreMode::Cas(_));
+            match outcome {
+                WriteOutcome::MetaStored { .. } => {
+                    bump(&c.total_items);
+                    if cas {
+                        bump(&c.cas_hits);
+                    }
+                }
+                WriteOutcome::Exists if cas => bump(&c.cas_badval),
+                WriteOutcome::NotFound if cas => bump(&c.cas_misses),
+                _ => {}
+            }
+        }
+        MetaRequest::Delete(delete) => match outcome {
+            WriteOutcome::Deleted if !delete.invalidate => bump(&c.delete_hits),
+            WriteOutcome::NotFound | WriteOutcome::Exists => bump(&c.delete_misses),
+            _ => {}
+        },
+        MetaRequest::Arithmetic(arith) => {
+            let increment = arith.mode == MetaArithmeticMode::Increment;
+            match outcome {
+                WriteOutcome::Counter { created: true, .. } => bump(&c.total_items),
+                WriteOutcome::Counter { created: false, .. } => bump(if increment {
+                    &c.incr_hits
+                } else {
+                    &c.decr_hits
+                }),
+                WriteOutcome::NotFound => bump(if increment {
+                    &c.incr_misses
+                } else {
+                    &c.decr_misses
+                }),
+                _ => {}
+            }
+        }
+        MetaRequest::Noop | MetaRequest::Debug(_) => {}
+    }
+}
+
+/// The `ms` reply: `HD` (hidden by `q`), `NS`, `EX`, `NF`, with `O`, `k`
+/// and `c` (the new cas, 0 when nothing was stored).
+fn meta_set_reply(set: &MetaSet, outcome: WriteOutcome) -> (Option<MetaStatus>, Vec<MetaFlag>) {
+    let (status, cas) = match outcome {
+        WriteOutcome::MetaStored { cas } => ((!set.quiet).then_some(MetaStatus::Done), cas),
+        WriteOutcome::NotStored => (Some(MetaStatus::NotStored), 0),
+        WriteOutcome::Exists => (Some(MetaStatus::Exists), 0),
+        _ => (Some(MetaStatus::NotFound), 0),
+    };
+    let item = ItemMeta {
+        cas,
+        ..ItemMeta::default()
+    };
+    let flags = return_flags(
+        &set.returns,
+        &set.key,
+        set.base64_key,
+        set.opaque.as_ref(),
+        Some(&item),
+    );
+    (status, flags)
+}
+
+/// The `md` reply: `HD` (hidden by `q`), `NF`, `EX`, with `O` and `k`.
+fn meta_delete_reply(
+    delete: &MetaDelete,
+    outcome: WriteOutcome,
+) -> (Option<MetaStatus>, Vec<MetaFlag>) {
+    let status = match outcome {
+        WriteOutcome::Deleted | WriteOutcome::Invalidated { .. } => {
+            (!delete.quiet).then_some(MetaStatus::Done)
+        }
+        WriteOutcome::Exists => Some(MetaStatus::Exists),
+        _ => Some(MetaStatus::NotFound),
+    };
+    let flags = return_flags(
+        &delete.returns,
+        &delete.key,
+        delete.base64_key,
+        delete.opaque.as_ref(),
+        None,
+    );
+    (status, flags)
+}
+
+/// The `ma` reply: `HD` or `VA` with the number (hidden by `q` unless the
+/// item was just created), `NF`, `EX`; or an error reply.
+fn meta_arithmetic_reply(
+    arith: &MetaArithmetic,
+    outcome: WriteOutcome,
+) -> Result<(Option<MetaStatus>, Vec<MetaFlag>), Reply> {
+    let flags = |item: Option<&ItemMeta>| {
+        return_flags(
+            &arith.returns,
+            &arith.key,
+            arith.base64_key,
+            arith.opaque.as_ref(),
+            item,
+        )
+    };
+    Ok(match outcome {
+        WriteOutcome::Counter {
+            number,
+            record,
+            expiry_before,
+            created,
+            now,
+        } => {
+            let ttl = changed_expiry(arith.exptime(created, true), expiry_before, now);
+            let item = ItemMeta {
+                cas: record.cas,
+                ttl: ttl.ttl_remaining(now),
+                ..ItemMeta::default()
+            };
+            let status = if arith.quiet && !created {
+                None
+            } else if arith.value {
+                Some(MetaStatus::Value(Bytes::from(number.to_string())))
+            } else {
+                Some(MetaStatus::Done)
+            };
+            (status, flags(Some(&item)))
+        }
+        WriteOutcome::NonNumeric => {
+            return Err(Reply::client_error(
+                "cannot increment or decrement non-numeric value",
+            ))
+        }
+        WriteOutcome::Exists => (Some(MetaStatus::Exists), flags(None)),
+        _ => (Some(MetaStatus::NotFound), flags(None)),
+    })
 }
 
 /// User and system CPU seconds of this process.

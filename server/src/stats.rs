@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::access::AccessTable;
 use crate::engine::Checkpoint;
 use crate::flush::FlushMarkers;
 use crate::record::CorruptRecord;
@@ -171,6 +172,8 @@ pub struct Shared {
     pub curr_connections: AtomicU64,
     /// Records that failed their checksum.
     pub corrupt_records: AtomicU64,
+    /// Fetched / last-access information (in memory only).
+    pub access: AccessTable,
     flush: RwLock<FlushMarkers>,
 }
 

@@ -283,6 +283,11 @@ impl<E: Engine> Store<E> {
         }
     }
 
+    /// The store's unix time in seconds.
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
     /// Counters and figures.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -538,3 +543,6 @@ impl<E: Engine> Reclaimer<E> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod meta_tests;

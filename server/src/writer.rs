@@ -6,8 +6,9 @@
 //! to the log, makes them durable with one `fdatasync` (`--sync always`),
 //! applies them to the engine (only now can readers see them) and answers
 //! every operation of the batch. Because conditional commands (cas, add,
-//! replace, append, prepend, incr, decr, touch) are evaluated here, in queue
-//! order, each key is linearizable.
+//! replace, append, prepend, incr, decr, touch, and the meta commands with
+//! their stale and win-token marks) are evaluated here, in queue order, each
+//! key is linearizable: of racing clients, exactly one wins a token.
 //!
 //! A failed `fdatasync` or engine write is never acknowledged: the batch is
 //! answered with `SERVER_ERROR` and the writer refuses all later writes
@@ -21,13 +22,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mcstore_protocol::exptime::Expiry;
-use mcstore_protocol::{item_size, StoreMode};
+use mcstore_protocol::{
+    item_size, ExptimeChange, MetaArithmetic, MetaArithmeticMode, MetaDelete, MetaGet, MetaSet,
+    StoreMode,
+};
 
 use crate::clock::Clock;
 use crate::engine::{Change, Checkpoint, Engine};
 use crate::flush::FlushMarkers;
 use crate::handoff::{Completer, Queue, Taken};
-use crate::record::Record;
+use crate::record::{Record, MARK_BINARY_KEY, MARK_STALE, MARK_TOKEN_SENT};
 use crate::stats::Shared;
 use crate::wal::{Accounting, Wal};
 
@@ -108,6 +112,15 @@ pub enum WriteOp {
         /// The key.
         key: Bytes,
     },
+    /// An `mg` that may change its item: touch (`T`), vivify (`N`), recache
+    /// (`R`), or hand the win token of a stale item to this client.
+    MetaGet(MetaGet),
+    /// `ms`, every mode, with the stale (`I`) compare-and-swap.
+    MetaSet(MetaSet),
+    /// `md`: delete, or (`I`) mark stale.
+    MetaDelete(MetaDelete),
+    /// `ma`: increment or decrement, maybe creating the item (`N`).
+    MetaArithmetic(MetaArithmetic),
     /// Reclaim the space of a dead item if it is still the same dead item.
     Reclaim {
         /// The key.
@@ -140,8 +153,83 @@ pub enum WriteOutcome {
     NonNumeric,
     /// gat hit: the item after the touch.
     Item(Record),
+    /// `md <key> I`: the item was marked stale and got a new cas unique.
+    Invalidated {
+        /// The cas unique before.
+        old_cas: u64,
+        /// The new cas unique.
+        new_cas: u64,
+    },
+    /// `mg` hit (or vivified item): the item after the request.
+    MetaItem(MetaItem),
+    /// `ms` stored; the new cas unique.
+    MetaStored {
+        /// The stored item's cas unique.
+        cas: u64,
+    },
+    /// `ma` succeeded (or created the item).
+    Counter {
+        /// The new value.
+        number: u64,
+        /// The item after the request.
+        record: Record,
+        /// The item's expiry after the delta and before `T`/`N` applied
+        /// (what a `t` before them reports).
+        expiry_before: Expiry,
+        /// The item was created by `N`.
+        created: bool,
+        /// The writer's unix time.
+        now: u64,
+    },
     /// The operation failed; the text follows `SERVER_ERROR `.
     Failed(String),
+}
+
+/// What an `mg` found or created, for its reply flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaItem {
+    /// The item after the request.
+    pub record: Record,
+    /// The item's marks before the request (`Z` reports a token sent before).
+    pub marks_before: u8,
+    /// The item's expiry before the request.
+    pub expiry_before: Expiry,
+    /// The item was created by `N`.
+    pub created: bool,
+    /// This request won the win token (`W`).
+    pub won: bool,
+    /// The unix time the request was evaluated at.
+    pub now: u64,
+}
+
+impl MetaItem {
+    /// An item read without changing it.
+    pub fn unchanged(record: Record, now: u64) -> MetaItem {
+        MetaItem {
+            marks_before: record.marks,
+            expiry_before: record.expiry,
+            record,
+            created: false,
+            won: false,
+            now,
+        }
+    }
+
+    /// Whether an `mg` reading `record` must go through the writer: the item
+    /// is stale and nobody holds its win token yet, so this read wins it.
+    pub fn read_would_win(record: &Record) -> bool {
+        record.has(MARK_STALE) && !record.has(MARK_TOKEN_SENT)
+    }
+}
+
+/// The expiry an exptime change leaves (`Unchanged`: `current`).
+pub fn changed_expiry(change: ExptimeChange, current: Expiry, now: u64) -> Expiry {
+    match change {
+        ExptimeChange::Unchanged => current,
+        ExptimeChange::Touch(exptime) | ExptimeChange::Vivify(exptime) => {
+            Expiry::from_exptime(i64::from(exptime), now)
+        }
+    }
 }
 
 /// An operation with its reply channel.
@@ -484,6 +572,7 @@ impl<E: Engine> Writer<E> {
                     expiry,
                     cas: writer.new_cas(),
                     version: writer.new_version(),
+                    marks: 0,
                     value,
                 };
                 let expiry = Expiry::from_exptime(i64::from(*exptime), now);
@@ -552,6 +641,9 @@ impl<E: Engine> Writer<E> {
                     value,
                     ..old
                 };
+                if new.value.len() == old.value.len() {
+                    self.shared.access.renew_cas(key, old.cas, new.cas);
+                }
                 self.put(key, new, &slot, batch);
                 Ok(WriteOutcome::Number(next))
             }
@@ -590,6 +682,10 @@ impl<E: Engine> Writer<E> {
                 self.remove(key, &slot, batch);
                 Ok(WriteOutcome::Ok)
             }
+            WriteOp::MetaGet(get) => self.meta_get(get, batch),
+            WriteOp::MetaSet(set) => self.meta_set(set, batch),
+            WriteOp::MetaDelete(delete) => self.meta_delete(delete, batch),
+            WriteOp::MetaArithmetic(arith) => self.meta_arithmetic(arith, batch),
             WriteOp::Reclaim { key, version } => {
                 let slot = self.slot(key, batch)?;
                 let same_dead_item = slot
@@ -603,6 +699,259 @@ impl<E: Engine> Writer<E> {
                 Ok(WriteOutcome::Ok)
             }
         }
+    }
+}
+
+impl<E: Engine> Writer<E> {
+    fn meta_get(&mut self, get: &MetaGet, batch: &mut Batch) -> Result<WriteOutcome, String> {
+        let now = self.clock.now_secs();
+        let slot = self.slot(&get.key, batch)?.readable()?;
+        let (old, created) = match self.live(&slot, batch) {
+            Some(record) => (record, false),
+            None if get.vivify.is_some() => {
+                let record = Record {
+                    flags: 0,
+                    expiry: Expiry::Never,
+                    cas: self.new_cas(),
+                    version: self.new_version(),
+                    marks: 0,
+                    value: Bytes::new(),
+                };
+                (record, true)
+            }
+            None => return Ok(WriteOutcome::NotFound),
+        };
+        let token_sent = old.has(MARK_TOKEN_SENT);
+        let recache_against = match get.recache_compares_with() {
+            Some(touch) => Expiry::from_exptime(i64::from(touch), now),
+            None => old.expiry,
+        };
+        let recache_wins = get.recache.is_some_and(|recache| {
+            match (
+                recache_against,
+                Expiry::from_exptime(i64::from(recache), now),
+            ) {
+                (Expiry::At(at), Expiry::At(limit)) => !created && !token_sent && at < limit,
+                _ => false,
+            }
+        });
+        let won = created || recache_wins || (old.has(MARK_STALE) && !token_sent);
+        let expiry = changed_expiry(get.exptime(created, false), old.expiry, now);
+        let marks = if won {
+            old.marks | MARK_TOKEN_SENT
+        } else {
+            old.marks
+        };
+        let changed = created || expiry != old.expiry || marks != old.marks;
+        let record = Record {
+            expiry,
+            marks,
+            version: if changed && !created {
+                self.new_version()
+            } else {
+                old.version
+            },
+            ..old.clone()
+        };
+        if changed {
+            self.put(&get.key, record.clone(), &slot, batch);
+        }
+        Ok(WriteOutcome::MetaItem(MetaItem {
+            record,
+            marks_before: if created { 0 } else { old.marks },
+            expiry_before: if created { Expiry::Never } else { old.expiry },
+            created,
+            won,
+            now,
+        }))
+    }
+
+    fn meta_set(&mut self, set: &MetaSet, batch: &mut Batch) -> Result<WriteOutcome, String> {
+        let now = self.clock.now_secs();
+        let mode = set.store_mode();
+        let key = &set.key;
+        let slot = self.slot(key, batch)?;
+        let slot = if mode == StoreMode::Set {
+            slot
+        } else {
+            slot.readable()?
+        };
+        let live = self.live(&slot, batch);
+        let key_mark = if set.base64_key { MARK_BINARY_KEY } else { 0 };
+        let mut flags = set.flags;
+        let mut expiry = Expiry::from_exptime(i64::from(set.ttl.unwrap_or(0)), now);
+        let mut marks = key_mark;
+        let mut value = set.value.clone();
+        match (mode, &live) {
+            (StoreMode::Add, Some(_))
+            | (StoreMode::Replace, None)
+            | (StoreMode::Append | StoreMode::Prepend, None) => return Ok(WriteOutcome::NotStored),
+            (StoreMode::Cas(_), None) => return Ok(WriteOutcome::NotFound),
+            (StoreMode::Cas(unique), Some(old)) => {
+                if unique == 0 {
+                    return Ok(WriteOutcome::Exists);
+                }
+                if unique != old.cas {
+                    if !(set.invalidate && unique < old.cas) {
+                        return Ok(WriteOutcome::Exists);
+                    }
+                    // A stale value: keeps the TTL, is marked stale and
+                    // keeps a win token already handed out.
+                    expiry = old.expiry;
+                    marks |= MARK_STALE | (old.marks & MARK_TOKEN_SENT);
+                }
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(old)) => {
+                if set
+                    .compare_cas
+                    .is_some_and(|cas| cas != 0 && cas != old.cas)
+                {
+                    return Ok(WriteOutcome::Exists);
+                }
+                let combined = old.value.len() + value.len();
+                if item_size(key.len(), old.flags, combined) > self.config.max_item_size as u64 {
+                    return Ok(WriteOutcome::NotStored);
+                }
+                let mut joined = BytesMut::with_capacity(combined);
+                if mode == StoreMode::Append {
+                    joined.extend_from_slice(&old.value);
+                    joined.extend_from_slice(&value);
+                } else {
+                    joined.extend_from_slice(&value);
+                    joined.extend_from_slice(&old.value);
+                }
+                value = joined.freeze();
+                flags = old.flags;
+                expiry = old.expiry;
+                // memcached builds a new item: no marks carry over.
+                marks = 0;
+            }
+            _ => {}
+        }
+        let record = Record {
+            flags,
+            expiry,
+            cas: self.new_cas(),
+            version: self.new_version(),
+            marks,
+            value,
+        };
+        let cas = record.cas;
+        self.put(key, record, &slot, batch);
+        Ok(WriteOutcome::MetaStored { cas })
+    }
+
+    fn meta_delete(
+        &mut self,
+        delete: &MetaDelete,
+        batch: &mut Batch,
+    ) -> Result<WriteOutcome, String> {
+        let now = self.clock.now_secs();
+        let key = &delete.key;
+        let slot = self.slot(key, batch)?;
+        let plain = !delete.invalidate && delete.compare_cas.is_none();
+        if plain && slot.corrupt.is_some() {
+            self.remove(key, &slot, batch);
+            return Ok(WriteOutcome::Deleted);
+        }
+        let slot = slot.readable()?;
+        let Some(old) = self.live(&slot, batch) else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        if delete.compare_cas.is_some_and(|cas| cas != old.cas) {
+            return Ok(WriteOutcome::Exists);
+        }
+        if !delete.invalidate {
+            self.remove(key, &slot, batch);
+            return Ok(WriteOutcome::Deleted);
+        }
+        let expiry = match delete.ttl {
+            Some(exptime) => Expiry::from_exptime(i64::from(exptime), now),
+            None => old.expiry,
+        };
+        let record = Record {
+            expiry,
+            marks: (old.marks | MARK_STALE) & !MARK_TOKEN_SENT,
+            cas: self.new_cas(),
+            version: self.new_version(),
+            ..old
+        };
+        let (old_cas, new_cas) = (old.cas, record.cas);
+        self.put(key, record, &slot, batch);
+        Ok(WriteOutcome::Invalidated { old_cas, new_cas })
+    }
+
+    fn meta_arithmetic(
+        &mut self,
+        arith: &MetaArithmetic,
+        batch: &mut Batch,
+    ) -> Result<WriteOutcome, String> {
+        let now = self.clock.now_secs();
+        let key = &arith.key;
+        let slot = self.slot(key, batch)?.readable()?;
+        let (number, record, created) = match self.live(&slot, batch) {
+            None => {
+                if arith.vivify.is_none() {
+                    return Ok(WriteOutcome::NotFound);
+                }
+                let record = Record {
+                    flags: 0,
+                    expiry: Expiry::Never,
+                    cas: self.new_cas(),
+                    version: self.new_version(),
+                    marks: 0,
+                    value: Bytes::from(arith.initial.to_string()),
+                };
+                (arith.initial, record, true)
+            }
+            Some(old) => {
+                if arith
+                    .compare_cas
+                    .is_some_and(|cas| cas != 0 && cas != old.cas)
+                {
+                    return Ok(WriteOutcome::Exists);
+                }
+                let Some(current) = parse_counter(&old.value) else {
+                    return Ok(WriteOutcome::NonNumeric);
+                };
+                let next = match arith.mode {
+                    MetaArithmeticMode::Increment => current.wrapping_add(arith.delta),
+                    MetaArithmeticMode::Decrement => current.saturating_sub(arith.delta),
+                };
+                let value = counter_value(next, old.value.len());
+                // memcached rewrites in place (keeping the item's marks) when
+                // the number fits, else it builds a new item.
+                let marks = if value.len() == old.value.len() {
+                    old.marks
+                } else {
+                    0
+                };
+                let record = Record {
+                    cas: self.new_cas(),
+                    version: self.new_version(),
+                    marks,
+                    value,
+                    ..old
+                };
+                if record.value.len() == old.value.len() {
+                    self.shared.access.renew_cas(key, old.cas, record.cas);
+                }
+                (next, record, false)
+            }
+        };
+        let expiry_before = record.expiry;
+        let record = Record {
+            expiry: changed_expiry(arith.exptime(created, false), record.expiry, now),
+            ..record
+        };
+        self.put(key, record.clone(), &slot, batch);
+        Ok(WriteOutcome::Counter {
+            number,
+            record,
+            expiry_before,
+            created,
+            now,
+        })
     }
 }
 

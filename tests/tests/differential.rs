@@ -14,7 +14,12 @@
 //!
 //! An input may contain `<cas:KEY>`: it is replaced, when the step is sent, by
 //! the cas unique last seen for KEY in an earlier reply of the same case on the
-//! same server (so `cas` commands can use real uniques on both sides).
+//! same server (so `cas` commands can use real uniques on both sides). A
+//! `VALUE` line with a cas counts, and so does a meta reply line carrying both
+//! `k<KEY>` and `c<cas>` (`mg KEY c k`).
+//!
+//! Meta replies are normalised too: a `c<cas>` token of a meta reply line and
+//! the `cas=` field of an `ME` line are numbered like `VALUE` cas uniques.
 //!
 //! Set `DIFF_AGAINST_MEMCACHED=1` to run the harness against a second memcached
 //! instead of mcstore (self-check: no mismatches expected, and every step's
@@ -1591,6 +1596,578 @@ fn timed_cases(c: &mut CaseList) {
     });
 }
 
+/// `ms <key> <len> <flags>` with `value`.
+fn ms(key: &str, value: &[u8], flags: &str) -> Vec<u8> {
+    let mut line = format!("ms {key} {}", value.len());
+    if !flags.is_empty() {
+        line.push(' ');
+        line.push_str(flags);
+    }
+    cat(&[line.as_bytes(), b"\r\n", value, b"\r\n"])
+}
+
+/// Standard base64 with padding (for `b` keys).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Lines joined with `\r\n` (each one ends with it).
+fn lines(lines: &[&str]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| format!("{l}\r\n").into_bytes())
+        .collect()
+}
+
+fn meta_cases(c: &mut CaseList) {
+    c.add("meta_exec_noop", |_| {
+        vec![step(lines(&["mn", "mn extra tokens"]), 2)]
+    });
+    c.add("meta_exec_set_get_all_return_flags", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"hello", "F5 T0"),
+                &lines(&[
+                    &format!("mg {key} s v f t c k Oop h l"),
+                    &format!("mg {key} h l k"),
+                    &format!("mg {key} v"),
+                    &format!("mg {key}"),
+                ]),
+            ]),
+            5,
+        )]
+    });
+    c.add("meta_exec_get_miss_flags", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            lines(&[
+                &format!("mg {key} c f k Oabc s t v"),
+                &format!("mg {key} q k"),
+                &format!("mg {key} k O1 q v"),
+                "mn",
+            ]),
+            2,
+        )]
+    });
+    c.add("meta_exec_quiet_pipeline", |k| {
+        let (a, b, m) = (format!("{k}a"), format!("{k}b"), format!("{k}missing"));
+        vec![step(
+            cat(&[
+                &ms(&a, b"one", "q"),
+                &ms(&b, b"two", "q T0 F3"),
+                &ms(&a, b"x", "q ME"),
+                &lines(&[
+                    &format!("mg {a} v q k"),
+                    &format!("mg {m} v q"),
+                    &format!("md {b} q"),
+                    &format!("md {m} q O7"),
+                    &format!("ma {m} q"),
+                    &format!("mg {b} v q"),
+                    "mn",
+                ]),
+            ]),
+            5,
+        )]
+    });
+    c.add("meta_exec_set_modes", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"r", "MR c"),
+                &ms(&key, b"a", "MA c k"),
+                &ms(&key, b"p", "MP"),
+                &ms(&key, b"add", "ME c"),
+                &ms(&key, b"again", "ME"),
+                &ms(&key, b"+tail", "MA F9 T100"),
+                &ms(&key, b"head+", "MP"),
+                &lines(&[&format!("mg {key} v f t")]),
+                &ms(&key, b"new", "MR F2"),
+                &ms(&key, b"set", "MS"),
+                &lines(&[&format!("mg {key} v f"), &format!("ms {key} 1 MZ")]),
+                b"x\r\n",
+            ]),
+            12,
+        )]
+    });
+    c.add("meta_exec_set_compare_cas", |k| {
+        let key = format!("{k}a");
+        let missing = format!("{k}m");
+        vec![
+            step(
+                cat(&[&ms(&key, b"v1", ""), &lines(&[&format!("mg {key} c k")])]),
+                2,
+            ),
+            step(
+                cat(&[
+                    &ms(&key, b"v2", &format!("C<cas:{key}> c")),
+                    &ms(&key, b"v3", &format!("C<cas:{key}>")),
+                    &ms(&key, b"v4", "C0"),
+                    &ms(&missing, b"v", "C5"),
+                    &ms(&missing, b"v", "C5 MR k"),
+                    &lines(&[&format!("mg {key} v c")]),
+                ]),
+                6,
+            ),
+            step(
+                cat(&[
+                    &lines(&[&format!("mg {key} c k")]),
+                    &ms(&key, b"ap", "MA C1"),
+                    &ms(&key, b"ad", "ME C1"),
+                ]),
+                3,
+            ),
+            step(
+                cat(&[
+                    &ms(&key, b"+", &format!("MA C<cas:{key}>")),
+                    &ms(&key, b"-", "MP C0"),
+                    &lines(&[&format!("mg {key} v")]),
+                ]),
+                3,
+            ),
+        ]
+    });
+    c.add("meta_exec_set_stale_cas_invalidate", |k| {
+        let key = format!("{k}a");
+        vec![
+            step(
+                cat(&[
+                    &ms(&key, b"v1", "T100"),
+                    &lines(&[&format!("mg {key} c k")]),
+                ]),
+                2,
+            ),
+            step(cat(&[&ms(&key, b"v2", "T200")]), 1),
+            step(
+                cat(&[
+                    &ms(&key, b"v3", &format!("C<cas:{key}> I c")),
+                    &lines(&[
+                        &format!("mg {key} v c t"),
+                        &format!("mg {key} v c"),
+                        &format!("mg {key} k c"),
+                    ]),
+                    &ms(&key, b"v4", &format!("C<cas:{key}> I")),
+                    &lines(&[&format!("mg {key} v t")]),
+                    &ms(&key, b"v5", ""),
+                    &lines(&[&format!("mg {key} v")]),
+                ]),
+                8,
+            ),
+            step(
+                cat(&[
+                    &ms(&key, b"v6", "C1 I"),
+                    &ms(&key, b"v7", "I"),
+                    &lines(&[&format!("mg {key} v")]),
+                ]),
+                3,
+            ),
+        ]
+    });
+    c.add("meta_exec_delete_invalidate_win_flow", |k| {
+        let key = format!("{k}a");
+        vec![
+            step(
+                cat(&[
+                    &ms(&key, b"val", "T0"),
+                    &lines(&[
+                        &format!("md {key} I"),
+                        &format!("mg {key} c v"),
+                        &format!("mg {key} c v"),
+                        &format!("mg {key}"),
+                        &format!("mg {key} c k"),
+                    ]),
+                ]),
+                6,
+            ),
+            step(
+                cat(&[
+                    &ms(&key, b"new", &format!("C<cas:{key}> I")),
+                    &lines(&[&format!("mg {key} v c")]),
+                ]),
+                2,
+            ),
+            step(cat(&[&lines(&[&format!("mg {key} c k")])]), 1),
+            step(
+                cat(&[
+                    &ms(&key, b"fresh", &format!("C<cas:{key}>")),
+                    &lines(&[
+                        &format!("mg {key} v c"),
+                        &format!("md {key} I T30 q"),
+                        &format!("mg {key} t v"),
+                        &format!("md {key} I"),
+                        &format!("mg {key} t"),
+                        &format!("md {key}"),
+                        &format!("mg {key} v"),
+                    ]),
+                ]),
+                7,
+            ),
+        ]
+    });
+    c.add("meta_exec_delete_flags", |k| {
+        let key = format!("{k}a");
+        vec![
+            step(
+                cat(&[
+                    &ms(&key, b"v", ""),
+                    &lines(&[
+                        &format!("md {key} C1 k O5"),
+                        &format!("md {key}x k Onf"),
+                        &format!("mg {key} c k"),
+                    ]),
+                ]),
+                4,
+            ),
+            step(
+                lines(&[
+                    &format!("md {key} C<cas:{key}> O1 k"),
+                    &format!("md {key}"),
+                    &format!("md {key} q"),
+                    &format!("md {key} I"),
+                    "mn",
+                ]),
+                5,
+            ),
+        ]
+    });
+    c.add("meta_exec_arithmetic", |k| {
+        let (key, missing, text) = (format!("{k}a"), format!("{k}m"), format!("{k}t"));
+        vec![step(
+            cat(&[
+                &lines(&[
+                    &format!("ma {missing}"),
+                    &format!("ma {missing} MD k O2"),
+                    &format!("ma {key} N0 J10 v"),
+                    &format!("ma {key} v"),
+                    &format!("ma {key} MD D5 v t"),
+                    &format!("ma {key} M- D100 v"),
+                    &format!("ma {key} M+ D18446744073709551615 v"),
+                    &format!("ma {key} MI D2 v"),
+                    &format!("ma {key} v T30 t"),
+                    &format!("ma {key} t v"),
+                    &format!("ma {key} q"),
+                    &format!("ma {key} q v"),
+                    &format!("ma {key} C1 v"),
+                    &format!("ma {key} C0 v c"),
+                    &format!("mg {key} v t c"),
+                ]),
+                &ms(&text, b"abc", ""),
+                &lines(&[&format!("ma {text}"), &format!("ma {text} N0"), "mn"]),
+            ]),
+            17,
+        )]
+    });
+    c.add("meta_exec_arithmetic_vivify_quiet_and_ttl", |k| {
+        let (a, b, d) = (format!("{k}a"), format!("{k}b"), format!("{k}d"));
+        vec![step(
+            lines(&[
+                &format!("ma {a} N30 J7 q v"),
+                &format!("ma {a} q v"),
+                &format!("ma {b} t N40 T50 v"),
+                &format!("ma {b} t"),
+                &format!("ma {d} N40 J3 MD t"),
+                &format!("mg {d} v t"),
+                "mn",
+            ]),
+            6,
+        )]
+    });
+    c.add("meta_exec_arithmetic_counter_width", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"100", ""),
+                &lines(&[
+                    &format!("ma {key} MD D95 v"),
+                    &format!("mg {key} v s"),
+                    &format!("ma {key} D9999 v"),
+                    &format!("mg {key} v s"),
+                ]),
+            ]),
+            5,
+        )]
+    });
+    c.add("meta_exec_get_vivify", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            lines(&[
+                &format!("mg {key} N30 c v t s f"),
+                &format!("mg {key} c v t h"),
+                &format!("mg {key} N30 c"),
+                &format!("mg {key}b N30 q"),
+                &format!("mg {key}b t N60 T90 t"),
+                &format!("mg {key}c T90 N60 t"),
+                &format!("mg {key}c v"),
+                "mn",
+            ]),
+            8,
+        )]
+    });
+    c.add("meta_exec_get_recache", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"v", "T10"),
+                &lines(&[
+                    &format!("mg {key} R5 v"),
+                    &format!("mg {key} R30 v c"),
+                    &format!("mg {key} R30 v"),
+                    &format!("mg {key}n R30 v"),
+                ]),
+                &ms(&format!("{key}x"), b"v", "T0"),
+                &lines(&[
+                    &format!("mg {key}x R30 v"),
+                    &format!("mg {key}x T10 R30 t"),
+                    &format!("mg {key}x t"),
+                ]),
+                &ms(&format!("{key}y"), b"v", "T100"),
+                &lines(&[&format!("mg {key}y R30 T10"), &format!("mg {key}y R30")]),
+            ]),
+            12,
+        )]
+    });
+    c.add("meta_exec_get_touch", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"v", ""),
+                &lines(&[
+                    &format!("mg {key} T30 t"),
+                    &format!("mg {key} t T60"),
+                    &format!("mg {key} t v"),
+                    &format!("mg {key} T0 t"),
+                    &format!("mg {key}m T30 t k"),
+                    &format!("mg {key} T-1 v"),
+                    &format!("mg {key} v"),
+                ]),
+            ]),
+            8,
+        )]
+    });
+    c.add("meta_exec_get_hit_and_no_bump", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"v", ""),
+                &lines(&[
+                    &format!("mg {key} h l u"),
+                    &format!("mg {key} h u"),
+                    &format!("me {key}"),
+                    &format!("mg {key} h"),
+                    &format!("mg {key} h l"),
+                    &format!("me {key}"),
+                ]),
+            ]),
+            7,
+        )]
+    });
+    c.add("meta_exec_fetched_by_text_commands", |k| {
+        let (a, b, n, s) = (
+            format!("{k}a"),
+            format!("{k}b"),
+            format!("{k}n"),
+            format!("{k}s"),
+        );
+        vec![step(
+            cat(&[
+                &set(&a, b"x"),
+                &set(&b, b"x"),
+                &set(&n, b"10"),
+                &set(&s, b"x"),
+                &lines(&[
+                    &format!("touch {a} 0"),
+                    &format!("mg {a} h"),
+                    &format!("gat 0 {b}"),
+                    &format!("mg {b} h"),
+                    // memcached rewrites a counter in place only when no
+                    // reply still references the item (timing-dependent in a
+                    // pipeline), so `h` after an incr is not compared.
+                    &format!("incr {n} 1"),
+                    &format!("mg {n} v"),
+                    &format!("md {s} I"),
+                    &format!("mg {s} h"),
+                    &format!("md {s} I"),
+                    &format!("mg {s} h"),
+                    &format!("me {s}"),
+                ]),
+            ]),
+            15,
+        )]
+    });
+    c.add("meta_exec_base64_keys", |k| {
+        let key = format!("{k}bin");
+        let encoded = base64(key.as_bytes());
+        vec![step(
+            cat(&[
+                &ms(&encoded, b"val", "b k c"),
+                &lines(&[
+                    &format!("mg {encoded} b k v"),
+                    &format!("mg {key} k s"),
+                    &format!("me {encoded} b"),
+                    &format!("me {key}"),
+                    &format!("ma {encoded} b k"),
+                    &format!("md {encoded} b k q"),
+                    &format!("md {encoded} b k"),
+                    &format!("mg {encoded} b k O1"),
+                    &format!("mg {} b k", base64(format!("{k}other").as_bytes())),
+                    "mg !!!! b",
+                ]),
+            ]),
+            10,
+        )]
+    });
+    c.add("meta_exec_base64_request_on_text_key", |k| {
+        let key = format!("{k}plain");
+        let encoded = base64(key.as_bytes());
+        vec![step(
+            cat(&[
+                &set(&key, b"p"),
+                &lines(&[
+                    &format!("mg {encoded} b k v"),
+                    &format!("me {encoded} b"),
+                    &format!("ma {encoded} b k"),
+                    &format!("md {encoded} b k"),
+                ]),
+            ]),
+            5,
+        )]
+    });
+    c.add("meta_exec_text_and_meta_share_items", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &store("set", &key, "7", "0", b"text", ""),
+                &lines(&[&format!("mg {key} v f c t"), &format!("gets {key}")]),
+                &ms(&key, b"meta", "F9 T0"),
+                &lines(&[&format!("gets {key}"), &format!("mg {key} c")]),
+                &store("append", &key, "0", "0", b"+", ""),
+                &lines(&[
+                    &format!("mg {key} v f"),
+                    &format!("incr {key} 1"),
+                    &format!("touch {key} 100"),
+                    &format!("mg {key} t"),
+                ]),
+            ]),
+            11,
+        )]
+    });
+    c.add("meta_exec_opaque_tokens", |k| {
+        let key = format!("{k}a");
+        let long = "x".repeat(31);
+        vec![step(
+            cat(&[
+                &ms(&key, b"v", &format!("O{long} k")),
+                &lines(&[
+                    &format!("mg {key} O{long} v"),
+                    &format!("mg {key} O{long}y v"),
+                    &format!("md {key}m O{long}"),
+                    &format!("ma {key}m O"),
+                    &format!("mg {key}m O"),
+                ]),
+            ]),
+            6,
+        )]
+    });
+    c.add("meta_exec_malformed_lines", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &lines(&[
+                    "mg",
+                    "mz key",
+                    &format!("mg {key} zz"),
+                    &format!("mg {key} v v"),
+                    &format!("ms {key}"),
+                    &format!("ms {key} abc"),
+                    &format!("md {key} F"),
+                    &format!("ma {key} Mx"),
+                    &format!("ma {key} Dabc"),
+                    &format!("mg {key} Tabc"),
+                    "me",
+                ]),
+                &ms(&key, b"v", "MX"),
+                &ms(&key, b"v", "q F1 T1 Tx"),
+                &lines(&[&format!("mg {key} v"), "mn"]),
+            ]),
+            15,
+        )]
+    });
+    c.add("meta_exec_timed_expiry", |k| {
+        let (a, v, s, n, t) = (
+            format!("{k}a"),
+            format!("{k}v"),
+            format!("{k}s"),
+            format!("{k}n"),
+            format!("{k}t"),
+        );
+        vec![
+            step(
+                cat(&[
+                    &ms(&a, b"x", "T2"),
+                    &ms(&s, b"x", "T0"),
+                    &ms(&t, b"x", "T0"),
+                    &lines(&[
+                        &format!("mg {v} N2 v"),
+                        &format!("md {s} I T2"),
+                        &format!("ma {n} N2 J5 v"),
+                        &format!("mg {t} T2"),
+                        &format!("mg {a} v"),
+                    ]),
+                ]),
+                8,
+            ),
+            step_after(
+                3300,
+                lines(&[
+                    &format!("mg {a} v k"),
+                    &format!("mg {v} v"),
+                    &format!("mg {s} v"),
+                    &format!("ma {n} v"),
+                    &format!("mg {t} v"),
+                    &format!("mg {v} N0 v c k"),
+                    &format!("mg {v} v t"),
+                    &format!("md {s}"),
+                    &format!("ms {a} 1 MA"),
+                    "y",
+                    &format!("ms {a} 1 ME"),
+                    "z",
+                    "mn",
+                ]),
+                11,
+            ),
+        ]
+    });
+    c.add("meta_exec_debug", |k| {
+        let key = format!("{k}a");
+        vec![step(
+            cat(&[
+                &ms(&key, b"value", "T0 F3"),
+                &lines(&[&format!("me {key}"), &format!("me {key}m")]),
+                &ms(&key, b"value", "T100"),
+                &lines(&[&format!("me {key}"), &format!("me {key} x")]),
+            ]),
+            6,
+        )]
+    });
+}
+
 fn all_cases() -> Vec<Case> {
     let mut list = CaseList { cases: Vec::new() };
     storage_cases(&mut list);
@@ -1605,6 +2182,7 @@ fn all_cases() -> Vec<Case> {
     value_cases(&mut list);
     edge_cases(&mut list);
     timed_cases(&mut list);
+    meta_cases(&mut list);
     list.cases
 }
 
@@ -1693,11 +2271,69 @@ fn run_case(addr: SocketAddr, case: &Case) -> CaseRun {
                 seen_cas.insert(tokens[1].to_vec(), tokens[4].to_vec());
             }
         });
+        for_each_meta_line(&run.reply[start..], |line| {
+            let tokens: Vec<&[u8]> = line.split(|&b| b == b' ').skip(1).collect();
+            let key = tokens.iter().find(|t| t.first() == Some(&b'k'));
+            let cas = tokens.iter().find(|t| is_meta_cas_token(t));
+            if let (Some(key), Some(cas)) = (key, cas) {
+                seen_cas.insert(key[1..].to_vec(), cas[1..].to_vec());
+            }
+        });
         if closed {
             break;
         }
     }
     run
+}
+
+/// Whether a line is a meta reply line (`HD`, `VA`, `EN`, `NF`, `NS`, `EX`).
+fn is_meta_line(line: &[u8]) -> bool {
+    const CODES: [&[u8]; 6] = [b"HD", b"VA", b"EN", b"NF", b"NS", b"EX"];
+    line.len() >= 2 && CODES.contains(&&line[..2]) && (line.len() == 2 || line[2] == b' ')
+}
+
+/// A meta reply token `c<digits>`.
+fn is_meta_cas_token(token: &[u8]) -> bool {
+    token.len() > 1 && token[0] == b'c' && token[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// Visits every meta reply line, skipping data blocks.
+fn for_each_meta_line(reply: &[u8], mut visit: impl FnMut(&[u8])) {
+    let mut pos = 0;
+    while let Some(len) = reply[pos..].windows(2).position(|w| w == b"\r\n") {
+        let line = &reply[pos..pos + len];
+        pos += len + 2;
+        if is_meta_line(line) {
+            visit(line);
+        }
+        if let Some(Some(n)) = data_block_length(line) {
+            pos = (pos + n + 2).min(reply.len());
+        }
+    }
+}
+
+/// Numbers a cas unique by first appearance.
+fn cas_id(cas_ids: &mut HashMap<Vec<u8>, usize>, cas: &[u8]) -> usize {
+    let next = cas_ids.len();
+    *cas_ids.entry(cas.to_vec()).or_insert(next)
+}
+
+/// A meta reply line (or an `ME` line) with its cas uniques numbered.
+fn normalise_meta_line(line: &[u8], cas_ids: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
+    let tokens: Vec<Vec<u8>> = line
+        .split(|&b| b == b' ')
+        .enumerate()
+        .map(|(i, token)| {
+            if i > 0 && line.starts_with(b"ME ") && token.starts_with(b"cas=") {
+                format!("cas=#{}", cas_id(cas_ids, &token[4..])).into_bytes()
+            } else if i > 0 && !line.starts_with(b"ME ") && is_meta_cas_token(token) {
+                format!("c#{}", cas_id(cas_ids, &token[1..])).into_bytes()
+            } else {
+                token.to_vec()
+            }
+        })
+        .collect();
+    tokens.join(&b' ')
 }
 
 /// Normalises cas uniques (order of first appearance) and VERSION lines.
@@ -1710,6 +2346,16 @@ fn normalise(reply: &[u8]) -> Vec<u8> {
         pos += len + 2;
         if line.starts_with(b"VERSION ") {
             out.extend_from_slice(b"VERSION <v>\r\n");
+            continue;
+        }
+        if is_meta_line(line) || line.starts_with(b"ME ") {
+            out.extend_from_slice(&normalise_meta_line(line, &mut cas_ids));
+            out.extend_from_slice(b"\r\n");
+            if let Some(Some(n)) = data_block_length(line) {
+                let end = (pos + n + 2).min(reply.len());
+                out.extend_from_slice(&reply[pos..end]);
+                pos = end;
+            }
             continue;
         }
         if let Some(bytes) = data_block_length(line) {

@@ -740,6 +740,7 @@ fn is_write_covers_meta_mutations() {
     assert!(!write(b"mg k v\r\n"));
     assert!(write(b"mg k v T10\r\n"));
     assert!(write(b"mg k N10\r\n"));
+    assert!(write(b"mg k R10\r\n"));
     assert!(write(b"ms k 1\r\nx\r\n"));
     assert!(write(b"md k\r\n"));
     assert!(write(b"ma k\r\n"));
