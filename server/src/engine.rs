@@ -139,11 +139,27 @@ impl SledEngine {
     /// Opens (or creates) the engine in `path` with a page cache of
     /// `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledEngine, EngineError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .open()?;
+            .flush_every_ms(Some(1000));
+        // The data directory's LOCK already keeps other processes out, so a
+        // held sled lock can only be this process's previous instance: sled's
+        // I/O threads may hold its file briefly after the `Db` is dropped
+        // (sled's own tests block on this lock for that reason). Wait a
+        // bounded time for them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(err))
+                    if err.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let items = db.open_tree("items")?;
         let meta = db.open_tree("meta")?;
         Ok(SledEngine {
