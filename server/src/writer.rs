@@ -629,11 +629,7 @@ impl<E: Engine> Writer<E> {
                 let Some(current) = parse_counter(&old.value) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
-                let next = if *increment {
-                    current.wrapping_add(*delta)
-                } else {
-                    current.saturating_sub(*delta)
-                };
+                let next = apply_delta(current, *increment, *delta);
                 let value = counter_value(next, old.value.len());
                 let new = Record {
                     cas: self.new_cas(),
@@ -914,10 +910,8 @@ impl<E: Engine> Writer<E> {
                 let Some(current) = parse_counter(&old.value) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
-                let next = match arith.mode {
-                    MetaArithmeticMode::Increment => current.wrapping_add(arith.delta),
-                    MetaArithmeticMode::Decrement => current.saturating_sub(arith.delta),
-                };
+                let increment = arith.mode == MetaArithmeticMode::Increment;
+                let next = apply_delta(current, increment, arith.delta);
                 let value = counter_value(next, old.value.len());
                 // memcached rewrites in place (keeping the item's marks) when
                 // the number fits, else it builds a new item.
@@ -970,6 +964,15 @@ fn parse_counter(value: &[u8]) -> Option<u64> {
 
 fn memchr_nul(value: &[u8]) -> Option<usize> {
     value.iter().position(|&b| b == 0)
+}
+
+/// memcached's counter arithmetic: incr wraps at 2^64, decr stops at 0.
+fn apply_delta(current: u64, increment: bool, delta: u64) -> u64 {
+    if increment {
+        current.wrapping_add(delta)
+    } else {
+        current.saturating_sub(delta)
+    }
 }
 
 /// The stored form of an incr/decr result: memcached rewrites the item in

@@ -717,6 +717,40 @@ impl Client {
     }
 }
 
+/// Runs `python3 <script> <args...>` from the workspace root (`script`
+/// relative to it), for at most `timeout`. Returns its combined output if it
+/// exited 0, or a description of the failure with that output.
+pub fn run_python(script: &str, args: &[String], timeout: Duration) -> Result<String, String> {
+    let mut child = std::process::Command::new("python3")
+        .arg(workspace_root().join(script))
+        .args(args)
+        .current_dir(workspace_root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("could not run python3 {script}: {err}"))?;
+    let output = CapturedOutput::default();
+    output.drain_from(child.stdout.take().expect("stdout is piped"));
+    output.drain_from(child.stderr.take().expect("stderr is piped"));
+    let status = wait_with_timeout(&mut child, timeout)
+        .map_err(|err| format!("waiting for python3 {script}: {err}"))?;
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Let the drain threads pick up the last output.
+    std::thread::sleep(Duration::from_millis(100));
+    let text = output.text();
+    match status {
+        Some(status) if status.success() => Ok(text),
+        Some(status) => Err(format!("{script} failed with {status}:\n{text}")),
+        None => Err(format!(
+            "{script} did not finish within {timeout:?}:\n{text}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

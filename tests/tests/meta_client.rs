@@ -12,12 +12,9 @@
 //! A second test races many connections on one stale item and on one
 //! missing key with `N`: exactly one of them must win the token (`W`).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mcstore_e2e::{
-    exchange, wait_with_timeout, workspace_root, CapturedOutput, Mcstore, Memcached,
-};
+use mcstore_e2e::{exchange, run_python, Mcstore, Memcached};
 
 /// Upper bound on one run of the script.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,37 +22,17 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs the script against `port` in `phase`; panics with its output (and
 /// `server_log`) unless it exits 0.
 fn run_phase(port: u16, phase: &str, server_log: impl Fn() -> String) {
-    let script = workspace_root().join("tests/python/meta_client_exercise.py");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(port.to_string())
-        .args(["--phase", phase])
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3 (is it installed?)");
-    let output = CapturedOutput::default();
-    output.drain_from(child.stdout.take().expect("stdout is piped"));
-    output.drain_from(child.stderr.take().expect("stderr is piped"));
-    let status = wait_with_timeout(&mut child, SCRIPT_TIMEOUT).expect("wait for python3");
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Let the drain threads pick up the last output.
-    std::thread::sleep(Duration::from_millis(100));
-    let text = output.text();
-    match status {
-        Some(status) if status.success() => println!("{text}"),
-        Some(status) => panic!(
-            "meta client phase {phase} failed with {status}:\n{text}\nserver stderr:\n{}",
+    let args = [port.to_string(), "--phase".into(), phase.into()];
+    match run_python(
+        "tests/python/meta_client_exercise.py",
+        &args,
+        SCRIPT_TIMEOUT,
+    ) {
+        Ok(output) => println!("{output}"),
+        Err(failure) => panic!(
+            "meta client phase {phase}: {failure}\nserver stderr:\n{}",
             server_log()
         ),
-        None => {
-            panic!("meta client phase {phase} did not finish within {SCRIPT_TIMEOUT:?}:\n{text}")
-        }
     }
 }
 

@@ -5,10 +5,9 @@
 //! Set `PYMEMCACHE_AGAINST_MEMCACHED=1` to run the script against memcached
 //! instead (self-check of the script).
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mcstore_e2e::{wait_with_timeout, workspace_root, CapturedOutput, Mcstore, Memcached};
+use mcstore_e2e::{run_python, Mcstore, Memcached};
 
 /// Upper bound on the script's run time.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -27,39 +26,15 @@ fn pymemcache_client_exercises_every_operation() {
         (Some(server), None, port)
     };
 
-    let script = workspace_root().join("tests/python/pymemcache_exercise.py");
-    let mut command = Command::new("python3");
-    command.arg(&script).arg(port.to_string());
+    let mut args = vec![port.to_string()];
     if !against_memcached {
-        command.arg("--mcstore");
+        args.push("--mcstore".into());
     }
-    let mut child = command
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3 (is it installed?)");
-    let output = CapturedOutput::default();
-    output.drain_from(child.stdout.take().expect("stdout is piped"));
-    output.drain_from(child.stderr.take().expect("stderr is piped"));
-
-    let status = wait_with_timeout(&mut child, SCRIPT_TIMEOUT).expect("wait for python3");
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Let the drain threads pick up the last output.
-    std::thread::sleep(Duration::from_millis(100));
-    let text = output.text();
-    match status {
-        Some(status) if status.success() => println!("{text}"),
-        Some(status) => {
+    match run_python("tests/python/pymemcache_exercise.py", &args, SCRIPT_TIMEOUT) {
+        Ok(output) => println!("{output}"),
+        Err(failure) => {
             let server_log = _mcstore.as_ref().map(Mcstore::stderr).unwrap_or_default();
-            panic!(
-                "pymemcache exercise failed with {status}:\n{text}\nserver stderr:\n{server_log}"
-            )
+            panic!("{failure}\nserver stderr:\n{server_log}")
         }
-        None => panic!("pymemcache exercise did not finish within {SCRIPT_TIMEOUT:?}:\n{text}"),
     }
 }
