@@ -23,6 +23,7 @@ pub mod engine;
 pub mod flush;
 pub mod handoff;
 pub mod record;
+pub mod rlimit;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -37,6 +37,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    match mcstore_server::rlimit::raise_open_files_for(config.max_connections) {
+        Ok(open_files) if (open_files as usize) < config.max_connections => tracing::warn!(
+            open_files,
+            max_connections = config.max_connections,
+            "the open-file limit is below --max-connections; raise the hard limit (ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(cause = %err, "could not raise the open-file limit"),
+    }
     let started = Instant::now();
     let store = Arc::new(
         Store::open(config.store(), Arc::new(SystemClock))
