@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::store::StoreError;
 
@@ -11,7 +11,6 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DataDirLock {
@@ -39,11 +38,6 @@ impl DataDirLock {
             }
             return Err(io_error(err));
         }
-        Ok(DataDirLock { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DataDirLock { _file: file })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use mcstore_server::clock::{Clock, SystemClock};
+use mcstore_server::clock::SystemClock;
 use mcstore_server::config::Config;
 use mcstore_server::session::NodeInfo;
 use mcstore_server::store::Store;
@@ -59,7 +59,6 @@ fn run(config: Config) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         let node = Arc::new(NodeInfo {
             started,
-            started_unix: SystemClock.now_secs(),
             max_connections: config.max_connections,
             threads,
             listen: local.to_string(),

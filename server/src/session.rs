@@ -41,8 +41,6 @@ pub const VERSION: &str = concat!("1.6.18-mcstore-", env!("CARGO_PKG_VERSION"));
 pub struct NodeInfo {
     /// When the node started.
     pub started: Instant,
-    /// Unix time at start.
-    pub started_unix: u64,
     /// `--max-connections`.
     pub max_connections: usize,
     /// Worker threads serving connections.
