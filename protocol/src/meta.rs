@@ -17,6 +17,11 @@
 //!   duplicate flag`;
 //! - a rejected `ms` still has its data block coming: it becomes
 //!   [`Frame::Swallow`], which discards `<datalen> + 2` bytes as they arrive.
+//! - three flags of the current `doc/protocol.txt` that 1.6.18 lacks (it
+//!   calls them invalid) are parsed as the current memcached parses them:
+//!   `E<cas>` (an explicit new cas unique, all commands), `x` (`md`: empty
+//!   the value, keep the item) and `N<exptime>` on `ms` (append/prepend
+//!   vivify); see `docs/meta-protocol.md`, "Flags newer than 1.6.18".
 //!
 //! Where memcached reports an error only after it has executed part of a
 //! command (an over-long opaque on `mg`/`ma` is noticed while the reply is
