@@ -965,10 +965,13 @@ impl<E: Engine> Writer<E> {
                     0
                 };
                 let in_place = value.len() == old.value.len();
+                // Like memcached, the update takes the next cas unique even
+                // when `E` then overrides it.
+                let counted = self.new_cas();
                 let cas = match arith.new_cas {
                     Some(cas) if !in_place => self.explicit_cas(key, Some(cas)),
                     Some(cas) => cas,
-                    None => self.new_cas(),
+                    None => counted,
                 };
                 let record = Record {
                     cas,
