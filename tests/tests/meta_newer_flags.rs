@@ -124,3 +124,36 @@ fn delete_with_x_empties_the_value_and_keeps_the_item() {
         ],
     );
 }
+
+/// The value of `STAT <name>` in a `stats` reply.
+fn stat(server: &Mcstore, name: &str) -> u64 {
+    let reply = exchange(server.addr(), b"stats\r\n", 1).expect("stats");
+    let text = String::from_utf8_lossy(&reply);
+    let prefix = format!("STAT {name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn delete_with_x_counts_as_memcached_does() {
+    let server = Mcstore::start(&[]);
+    check(&server, &[("ms d 1\r\nv\r\n", "HD\r\n")]);
+    assert_eq!(stat(&server, "total_items"), 1);
+    // x without I: a delete hit, and the emptied item is a new item.
+    check(&server, &[("md d x\r\n", "HD\r\n")]);
+    assert_eq!(stat(&server, "delete_hits"), 1);
+    assert_eq!(stat(&server, "total_items"), 2);
+    // x with I: a new item, no delete hit (as for md I).
+    check(&server, &[("md d x I\r\n", "HD\r\n")]);
+    assert_eq!(stat(&server, "delete_hits"), 1);
+    assert_eq!(stat(&server, "total_items"), 3);
+    check(
+        &server,
+        &[("md e x\r\n", "NF\r\n"), ("md d x C1\r\n", "EX\r\n")],
+    );
+    assert_eq!(stat(&server, "delete_misses"), 2);
+    assert_eq!(stat(&server, "total_items"), 3);
+}
