@@ -17,6 +17,11 @@
 //!   duplicate flag`;
 //! - a rejected `ms` still has its data block coming: it becomes
 //!   [`Frame::Swallow`], which discards `<datalen> + 2` bytes as they arrive.
+//! - three flags of the current `doc/protocol.txt` that 1.6.18 lacks (it
+//!   calls them invalid) are parsed as the current memcached parses them:
+//!   `E<cas>` (an explicit new cas unique, all commands), `x` (`md`: empty
+//!   the value, keep the item) and `N<exptime>` on `ms` (append/prepend
+//!   vivify); see `docs/meta-protocol.md`, "Flags newer than 1.6.18".
 //!
 //! Where memcached reports an error only after it has executed part of a
 //! command (an over-long opaque on `mg`/`ma` is noticed while the reply is
@@ -145,6 +150,10 @@ pub struct MetaGet {
     /// exptime (converted as exptimes are), and which has not sent a win
     /// token yet, answer with `W` and mark the token sent.
     pub recache: Option<i32>,
+    /// `E<cas>` (newer than 1.6.18): the cas unique of an item this request
+    /// creates with `vivify`, instead of the next one. An item that exists
+    /// keeps its cas.
+    pub new_cas: Option<u64>,
     /// Where `T` and `N` stood relative to `t`; see [`MetaGet::exptime`].
     pub ttl_order: TtlOrder,
 }
@@ -302,6 +311,13 @@ pub struct MetaSet {
     /// `I`: with a compare-and-swap, a cas *lower* than the item's is
     /// accepted and the new item is marked stale.
     pub invalidate: bool,
+    /// `E<cas>` (newer than 1.6.18): the stored item's cas unique, instead
+    /// of the next one.
+    pub new_cas: Option<u64>,
+    /// `N<exptime>` (newer than 1.6.18): in append and prepend mode, a miss
+    /// stores the data as a new item with this exptime (`T` is ignored)
+    /// instead of answering `NS`. Ignored in the other modes.
+    pub vivify: Option<i32>,
     /// `q`: do not send `HD`.
     pub quiet: bool,
     /// The data block, without its `\r\n`.
@@ -344,8 +360,21 @@ pub struct MetaDelete {
     /// `I`: do not delete; mark the item stale, give it a new cas unique and
     /// clear its "win token sent" mark.
     pub invalidate: bool,
-    /// `T<exptime>`: with `I`, also set the item's exptime (ignored without).
+    /// `T<exptime>`: with `I`, also set the item's exptime; with
+    /// `remove_value`, the emptied item's exptime. Ignored otherwise.
     pub ttl: Option<i32>,
+    /// `x` (newer than 1.6.18): do not delete; replace the item with an
+    /// empty one (client flags `flags`, exptime `ttl` or none, the old cas
+    /// unique or `new_cas`, no marks). With `invalidate` that item is then
+    /// marked stale as `I` does.
+    pub remove_value: bool,
+    /// `F<flags>`: the client flags of the item `remove_value` leaves
+    /// (0 when absent). Ignored otherwise.
+    pub flags: u32,
+    /// `E<cas>` (newer than 1.6.18): the cas unique given by `invalidate`
+    /// (instead of the next one) or by `remove_value` (instead of the old
+    /// item's).
+    pub new_cas: Option<u64>,
     /// `q`: do not send `HD`.
     pub quiet: bool,
 }
@@ -394,6 +423,9 @@ pub struct MetaArithmetic {
     /// `C<cas>`: apply only if the item's cas unique equals this (0 compares
     /// nothing).
     pub compare_cas: Option<u64>,
+    /// `E<cas>` (newer than 1.6.18): the cas unique of the updated or
+    /// created item, instead of the next one.
+    pub new_cas: Option<u64>,
     /// `v`: answer `VA` with the new value instead of `HD`.
     pub value: bool,
     /// `q`: see the type's documentation.
@@ -455,6 +487,7 @@ impl MetaRequest {
                 put_switch(out, b'v', get.value);
                 put_switch(out, b'q', get.quiet);
                 put_switch(out, b'u', get.no_bump);
+                put_number(out, b'E', get.new_cas);
                 out.put_slice(b"\r\n");
             }
             MetaRequest::Set(set) => {
@@ -472,6 +505,8 @@ impl MetaRequest {
                 put_number(out, b'T', set.ttl);
                 put_number(out, b'C', set.compare_cas);
                 put_switch(out, b'I', set.invalidate);
+                put_number(out, b'E', set.new_cas);
+                put_number(out, b'N', set.vivify);
                 put_switch(out, b'q', set.quiet);
                 out.put_slice(b"\r\n");
                 out.put_slice(&set.value);
@@ -485,6 +520,11 @@ impl MetaRequest {
                 put_number(out, b'C', delete.compare_cas);
                 put_switch(out, b'I', delete.invalidate);
                 put_number(out, b'T', delete.ttl);
+                put_switch(out, b'x', delete.remove_value);
+                if delete.flags != 0 {
+                    put_fmt(out, format_args!(" F{}", delete.flags));
+                }
+                put_number(out, b'E', delete.new_cas);
                 put_switch(out, b'q', delete.quiet);
                 out.put_slice(b"\r\n");
             }
@@ -510,6 +550,7 @@ impl MetaRequest {
                     put_fmt(out, format_args!(" J{}", arith.initial));
                 }
                 put_number(out, b'C', arith.compare_cas);
+                put_number(out, b'E', arith.new_cas);
                 put_switch(out, b'q', arith.quiet);
                 out.put_slice(b"\r\n");
             }
@@ -621,6 +662,8 @@ struct Flags<'a> {
     recache: Option<i32>,
     client_flags: u32,
     cas: Option<u64>,
+    new_cas: Option<u64>,
+    remove_value: bool,
     mode: Option<u8>,
     initial: u64,
     delta: Option<u64>,
@@ -746,6 +789,12 @@ fn preparse<'a>(key: &[u8], flags: &[&'a [u8]]) -> Result<Flags<'a>, &'static st
                 None => fail(Some("invalid numeric delta value")),
             },
             b'I' => parsed.invalidate = true,
+            // Newer than 1.6.18 (current doc/protocol.txt).
+            b'E' => match number::parse_u64(argument) {
+                Some(value) => parsed.new_cas = Some(value),
+                None => fail(Some(BAD_TOKEN)),
+            },
+            b'x' => parsed.remove_value = true,
             _ => return Err("invalid flag"),
         }
     }
@@ -815,6 +864,7 @@ pub(crate) fn parse_meta(
                 touch: flags.ttl,
                 vivify: flags.vivify,
                 recache: flags.recache,
+                new_cas: flags.new_cas,
                 ttl_order: flags.ttl_order(),
             })
         }
@@ -830,6 +880,9 @@ pub(crate) fn parse_meta(
                 compare_cas: flags.cas,
                 invalidate: flags.invalidate,
                 ttl: flags.ttl,
+                remove_value: flags.remove_value,
+                flags: flags.client_flags,
+                new_cas: flags.new_cas,
                 quiet: flags.quiet,
             })
         }
@@ -863,6 +916,7 @@ pub(crate) fn parse_meta(
                     ..flags.ttl_order()
                 },
                 compare_cas: flags.cas,
+                new_cas: flags.new_cas,
                 value: flags.value,
                 quiet: flags.quiet,
             })
@@ -933,6 +987,8 @@ fn parse_set(
                 ttl: flags.ttl,
                 compare_cas: flags.cas,
                 invalidate: flags.invalidate,
+                new_cas: flags.new_cas,
+                vivify: flags.vivify,
                 quiet: flags.quiet,
                 value: Bytes::copy_from_slice(value),
             }))),

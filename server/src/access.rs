@@ -102,6 +102,13 @@ impl AccessTable {
         self.shards[index].lock().expect("access table lock")
     }
 
+    /// The item under `key` was replaced by a new item that may carry the
+    /// old one's cas unique (`E<cas>`, `md <key> x`): forget what is known,
+    /// so the new item reads as never fetched.
+    pub fn forget(&self, key: &Bytes) {
+        self.shard(key).remove(key);
+    }
+
     /// The item under `key` got a new cas unique but stays the same item
     /// (`md <key> I`, an `incr` rewritten in place): it keeps what is known.
     pub fn renew_cas(&self, key: &Bytes, old_cas: u64, new_cas: u64) {

@@ -857,11 +857,22 @@ fn count_meta_outcome(c: &Counters, request: &MetaRequest, outcome: &WriteOutcom
                 _ => {}
             }
         }
-        MetaRequest::Delete(delete) => match outcome {
-            WriteOutcome::Deleted if !delete.invalidate => bump(&c.delete_hits),
-            WriteOutcome::NotFound | WriteOutcome::Exists => bump(&c.delete_misses),
-            _ => {}
-        },
+        MetaRequest::Delete(delete) => {
+            // `x` links a new, emptied item, which memcached counts.
+            if delete.remove_value
+                && matches!(
+                    outcome,
+                    WriteOutcome::Deleted | WriteOutcome::Invalidated { .. }
+                )
+            {
+                bump(&c.total_items);
+            }
+            match outcome {
+                WriteOutcome::Deleted if !delete.invalidate => bump(&c.delete_hits),
+                WriteOutcome::NotFound | WriteOutcome::Exists => bump(&c.delete_misses),
+                _ => {}
+            }
+        }
         MetaRequest::Arithmetic(arith) => {
             let increment = arith.mode == MetaArithmeticMode::Increment;
             match outcome {

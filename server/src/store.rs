@@ -546,3 +546,6 @@ mod tests;
 
 #[cfg(test)]
 mod meta_tests;
+
+#[cfg(test)]
+mod meta_newer_tests;

@@ -450,6 +450,20 @@ impl<E: Engine> Writer<E> {
         cas
     }
 
+    /// The cas unique of a new item: `E<cas>` when sent (newer than 1.6.18;
+    /// like memcached it takes no number from the counter, and what is
+    /// known about the key's accesses is forgotten, since the new item may
+    /// carry the old one's cas), else the next one.
+    fn explicit_cas(&mut self, key: &Bytes, explicit: Option<u64>) -> u64 {
+        match explicit {
+            Some(cas) => {
+                self.shared.access.forget(key);
+                cas
+            }
+            None => self.new_cas(),
+        }
+    }
+
     fn new_version(&mut self) -> u64 {
         self.last_version = (self.last_version + 1).max(self.clock.now_nanos());
         self.last_version
@@ -708,7 +722,7 @@ impl<E: Engine> Writer<E> {
                 let record = Record {
                     flags: 0,
                     expiry: Expiry::Never,
-                    cas: self.new_cas(),
+                    cas: self.explicit_cas(&get.key, get.new_cas),
                     version: self.new_version(),
                     marks: 0,
                     value: Bytes::new(),
@@ -779,6 +793,12 @@ impl<E: Engine> Writer<E> {
         let mut marks = key_mark;
         let mut value = set.value.clone();
         match (mode, &live) {
+            // `N` in append/prepend mode (newer than 1.6.18): a miss stores
+            // the data as a new item with the `N` exptime, whatever `C`.
+            (StoreMode::Append | StoreMode::Prepend, None) if set.vivify.is_some() => {
+                let exptime = set.vivify.unwrap_or(0);
+                expiry = Expiry::from_exptime(i64::from(exptime), now);
+            }
             (StoreMode::Add, Some(_))
             | (StoreMode::Replace, None)
             | (StoreMode::Append | StoreMode::Prepend, None) => return Ok(WriteOutcome::NotStored),
@@ -827,7 +847,7 @@ impl<E: Engine> Writer<E> {
         let record = Record {
             flags,
             expiry,
-            cas: self.new_cas(),
+            cas: self.explicit_cas(key, set.new_cas),
             version: self.new_version(),
             marks,
             value,
@@ -845,7 +865,7 @@ impl<E: Engine> Writer<E> {
         let now = self.clock.now_secs();
         let key = &delete.key;
         let slot = self.slot(key, batch)?;
-        let plain = !delete.invalidate && delete.compare_cas.is_none();
+        let plain = !delete.invalidate && !delete.remove_value && delete.compare_cas.is_none();
         if plain && slot.corrupt.is_some() {
             self.remove(key, &slot, batch);
             return Ok(WriteOutcome::Deleted);
@@ -857,6 +877,27 @@ impl<E: Engine> Writer<E> {
         if delete.compare_cas.is_some_and(|cas| cas != old.cas) {
             return Ok(WriteOutcome::Exists);
         }
+        // `x` (newer than 1.6.18): the item is replaced by an empty one, as
+        // memcached stores its tombstone with `set`: the `F` flags, the `T`
+        // exptime (none without `T`), the old cas unless `E`, no marks.
+        let old = if delete.remove_value {
+            let tombstone = Record {
+                flags: delete.flags,
+                expiry: Expiry::from_exptime(i64::from(delete.ttl.unwrap_or(0)), now),
+                cas: delete.new_cas.unwrap_or(old.cas),
+                version: self.new_version(),
+                marks: 0,
+                value: Bytes::new(),
+            };
+            self.shared.access.forget(key);
+            if !delete.invalidate {
+                self.put(key, tombstone, &slot, batch);
+                return Ok(WriteOutcome::Deleted);
+            }
+            tombstone
+        } else {
+            old
+        };
         if !delete.invalidate {
             self.remove(key, &slot, batch);
             return Ok(WriteOutcome::Deleted);
@@ -868,7 +909,10 @@ impl<E: Engine> Writer<E> {
         let record = Record {
             expiry,
             marks: (old.marks | MARK_STALE) & !MARK_TOKEN_SENT,
-            cas: self.new_cas(),
+            cas: match delete.new_cas {
+                Some(cas) => cas,
+                None => self.new_cas(),
+            },
             version: self.new_version(),
             ..old
         };
@@ -893,7 +937,7 @@ impl<E: Engine> Writer<E> {
                 let record = Record {
                     flags: 0,
                     expiry: Expiry::Never,
-                    cas: self.new_cas(),
+                    cas: self.explicit_cas(key, arith.new_cas),
                     version: self.new_version(),
                     marks: 0,
                     value: Bytes::from(arith.initial.to_string()),
@@ -920,14 +964,23 @@ impl<E: Engine> Writer<E> {
                 } else {
                     0
                 };
+                let in_place = value.len() == old.value.len();
+                // Like memcached, the update takes the next cas unique even
+                // when `E` then overrides it.
+                let counted = self.new_cas();
+                let cas = match arith.new_cas {
+                    Some(cas) if !in_place => self.explicit_cas(key, Some(cas)),
+                    Some(cas) => cas,
+                    None => counted,
+                };
                 let record = Record {
-                    cas: self.new_cas(),
+                    cas,
                     version: self.new_version(),
                     marks,
                     value,
                     ..old
                 };
-                if record.value.len() == old.value.len() {
+                if in_place {
                     self.shared.access.renew_cas(key, old.cas, record.cas);
                 }
                 (next, record, false)

@@ -37,6 +37,7 @@ fn get(key: &str) -> MetaGet {
         touch: None,
         vivify: None,
         recache: None,
+        new_cas: None,
         ttl_order: TtlOrder::default(),
     }
 }
@@ -52,6 +53,8 @@ fn set(key: &str, value: &[u8]) -> MetaSet {
         ttl: None,
         compare_cas: None,
         invalidate: false,
+        new_cas: None,
+        vivify: None,
         quiet: false,
         value: Bytes::copy_from_slice(value),
     }
@@ -66,6 +69,9 @@ fn delete(key: &str) -> MetaDelete {
         compare_cas: None,
         invalidate: false,
         ttl: None,
+        remove_value: false,
+        flags: 0,
+        new_cas: None,
         quiet: false,
     }
 }
@@ -83,6 +89,7 @@ fn arith(key: &str) -> MetaArithmetic {
         ttl: None,
         ttl_order: TtlOrder::default(),
         compare_cas: None,
+        new_cas: None,
         value: false,
         quiet: false,
     }
@@ -132,6 +139,12 @@ fn sample_requests() -> Vec<MetaRequest> {
             ..get("ordered")
         }),
         MetaRequest::Get(MetaGet {
+            vivify: Some(30),
+            new_cas: Some(u64::MAX),
+            returns: vec![Cas],
+            ..get("vivified")
+        }),
+        MetaRequest::Get(MetaGet {
             key: Bytes::from_static(BINARY_KEY),
             base64_key: true,
             returns: vec![Opaque, Key],
@@ -164,6 +177,19 @@ fn sample_requests() -> Vec<MetaRequest> {
             ..set("p", b"head")
         }),
         MetaRequest::Set(MetaSet {
+            mode: MetaSetMode::Append,
+            vivify: Some(-1),
+            ttl: Some(5),
+            new_cas: Some(12345),
+            returns: vec![ReturnFlag::Cas],
+            ..set("viv", b"tail")
+        }),
+        MetaRequest::Set(MetaSet {
+            vivify: Some(30),
+            new_cas: Some(0),
+            ..set("n-ignored", b"v")
+        }),
+        MetaRequest::Set(MetaSet {
             mode: MetaSetMode::Replace,
             compare_cas: Some(0),
             ..set("r", b"x")
@@ -178,6 +204,19 @@ fn sample_requests() -> Vec<MetaRequest> {
             invalidate: true,
             ttl: Some(30),
             quiet: true,
+            ..delete("")
+        }),
+        MetaRequest::Delete(MetaDelete {
+            remove_value: true,
+            flags: u32::MAX,
+            new_cas: Some(u64::MAX),
+            ttl: Some(-1),
+            ..delete("tomb")
+        }),
+        MetaRequest::Delete(MetaDelete {
+            invalidate: true,
+            new_cas: Some(0),
+            ..delete("stale")
         }),
         MetaRequest::Arithmetic(arith("n")),
         MetaRequest::Arithmetic(MetaArithmetic {
@@ -195,6 +234,7 @@ fn sample_requests() -> Vec<MetaRequest> {
         }),
         MetaRequest::Arithmetic(MetaArithmetic {
             delta: u64::MAX,
+            new_cas: Some(77),
             ..arith("m")
         }),
         MetaRequest::Arithmetic(MetaArithmetic {
@@ -505,7 +545,8 @@ const MEMCACHED_ANSWERS: &[(&str, &str)] = &[
     ),
     // ms errors after the data length: the data block is swallowed.
     ("ms k 1 S1\r\nx\r\n", "CLIENT_ERROR invalid flag\r\n"),
-    ("ms k 1 x\r\nx\r\n", "CLIENT_ERROR invalid flag\r\n"),
+    // (1.6.18 also answers `ms k 1 x` with `invalid flag`; `x` and `E` are
+    // flags of the current protocol, see `newer_flags_parse_into_fields`.)
     (
         "ms k 1 Fx\r\nx\r\n",
         "CLIENT_ERROR bad command line format\r\n",
@@ -1095,4 +1136,89 @@ fn touch_and_vivify_apply_at_their_position() {
         let request = parsed(line.as_bytes());
         assert_eq!(parsed(&encode(&request)), request, "{line:?}");
     }
+}
+
+/// `E`, `x` and `ms ... N` are flags of the current doc/protocol.txt that
+/// memcached 1.6.18 lacks (there they are `CLIENT_ERROR invalid flag`);
+/// they parse into typed fields, validate like the current memcached's
+/// parser, and are accepted (and ignored) by every command.
+#[test]
+fn newer_flags_parse_into_fields() {
+    assert_eq!(
+        parsed(b"mg k N30 E18446744073709551615 c\r\n"),
+        MetaRequest::Get(MetaGet {
+            vivify: Some(30),
+            new_cas: Some(u64::MAX),
+            returns: vec![ReturnFlag::Cas],
+            ..get("k")
+        })
+    );
+    assert_eq!(
+        parsed(b"ms k 2 MA N-1 E5 T9\r\nab\r\n"),
+        MetaRequest::Set(MetaSet {
+            mode: MetaSetMode::Append,
+            vivify: Some(-1),
+            new_cas: Some(5),
+            ttl: Some(9),
+            ..set("k", b"ab")
+        })
+    );
+    assert_eq!(
+        parsed(b"md k x F7 T30 E+9 I\r\n"),
+        MetaRequest::Delete(MetaDelete {
+            remove_value: true,
+            flags: 7,
+            ttl: Some(30),
+            new_cas: Some(9),
+            invalidate: true,
+            ..delete("k")
+        })
+    );
+    assert_eq!(
+        parsed(b"ma k E0 N0\r\n"),
+        MetaRequest::Arithmetic(MetaArithmetic {
+            new_cas: Some(0),
+            vivify: Some(0),
+            ..arith("k")
+        })
+    );
+    // `x` means nothing to mg, ms, ma: accepted and ignored.
+    assert_eq!(parsed(b"mg k x\r\n"), MetaRequest::Get(get("k")));
+    assert_eq!(
+        parsed(b"ms k 1 x\r\nv\r\n"),
+        MetaRequest::Set(set("k", b"v"))
+    );
+    // Bad `E` arguments, duplicates: the messages of the shared flag parser.
+    for (input, expected) in [
+        (
+            "mg k Ex\r\n",
+            "CLIENT_ERROR bad token in command line format\r\n",
+        ),
+        (
+            "mg k E\r\n",
+            "CLIENT_ERROR bad token in command line format\r\n",
+        ),
+        ("mg k E1 E2\r\n", "CLIENT_ERROR duplicate flag\r\n"),
+        (
+            "ms k 1 E-\r\nv\r\n",
+            "CLIENT_ERROR bad token in command line format\r\n",
+        ),
+        ("md k x x\r\n", "CLIENT_ERROR invalid or duplicate flag\r\n"),
+        ("ma k Ez\r\n", "CLIENT_ERROR invalid or duplicate flag\r\n"),
+        (
+            "ms k 1 MA Nx\r\nv\r\n",
+            "CLIENT_ERROR bad token in command line format\r\n",
+        ),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&answers(input.as_bytes())),
+            expected,
+            "{input:?}"
+        );
+    }
+    assert!(MetaRequest::Delete(MetaDelete {
+        remove_value: true,
+        ..delete("k")
+    })
+    .is_write());
 }
