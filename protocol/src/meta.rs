@@ -980,7 +980,12 @@ fn parse_set(
             Frame::Request(Request::Meta(MetaRequest::Set(MetaSet {
                 key,
                 base64_key: flags.base64,
-                returns: flags.returns(&[ReturnFlag::Cas, ReturnFlag::Key, ReturnFlag::Opaque]),
+                returns: flags.returns(&[
+                    ReturnFlag::Cas,
+                    ReturnFlag::Key,
+                    ReturnFlag::Opaque,
+                    ReturnFlag::Size,
+                ]),
                 opaque: flags.opaque(),
                 mode,
                 flags: flags.client_flags,

@@ -897,14 +897,20 @@ fn count_meta_outcome(c: &Counters, request: &MetaRequest, outcome: &WriteOutcom
 /// The `ms` reply: `HD` (hidden by `q`), `NS`, `EX`, `NF`, with `O`, `k`
 /// and `c` (the new cas, 0 when nothing was stored).
 fn meta_set_reply(set: &MetaSet, outcome: WriteOutcome) -> (Option<MetaStatus>, Vec<MetaFlag>) {
-    let (status, cas) = match outcome {
-        WriteOutcome::MetaStored { cas } => ((!set.quiet).then_some(MetaStatus::Done), cas),
-        WriteOutcome::NotStored => (Some(MetaStatus::NotStored), 0),
-        WriteOutcome::Exists => (Some(MetaStatus::Exists), 0),
-        _ => (Some(MetaStatus::NotFound), 0),
+    // `s` (newer than 1.6.18) reports the stored size, or the request's data
+    // length when nothing was stored, as memcached's _finalize_mset does.
+    let unstored = set.value.len() as u64;
+    let (status, cas, size) = match outcome {
+        WriteOutcome::MetaStored { cas, size } => {
+            ((!set.quiet).then_some(MetaStatus::Done), cas, size)
+        }
+        WriteOutcome::NotStored => (Some(MetaStatus::NotStored), 0, unstored),
+        WriteOutcome::Exists => (Some(MetaStatus::Exists), 0, unstored),
+        _ => (Some(MetaStatus::NotFound), 0, unstored),
     };
     let item = ItemMeta {
         cas,
+        size,
         ..ItemMeta::default()
     };
     let flags = return_flags(

@@ -162,10 +162,12 @@ pub enum WriteOutcome {
     },
     /// `mg` hit (or vivified item): the item after the request.
     MetaItem(MetaItem),
-    /// `ms` stored; the new cas unique.
+    /// `ms` stored; the new cas unique and the stored value's size.
     MetaStored {
         /// The stored item's cas unique.
         cas: u64,
+        /// Bytes of the stored value (after append/prepend: the whole).
+        size: u64,
     },
     /// `ma` succeeded (or created the item).
     Counter {
@@ -853,8 +855,9 @@ impl<E: Engine> Writer<E> {
             value,
         };
         let cas = record.cas;
+        let size = record.value.len() as u64;
         self.put(key, record, &slot, batch);
-        Ok(WriteOutcome::MetaStored { cas })
+        Ok(WriteOutcome::MetaStored { cas, size })
     }
 
     fn meta_delete(

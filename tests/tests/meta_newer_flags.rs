@@ -1,10 +1,11 @@
 //! End-to-end checks of the meta flags newer than memcached 1.6.18: `E<cas>`
 //! (explicit cas unique) on `mg N`, `ms`, `md`, `ma`; `ms ... MA|MP N<ttl>`
-//! (append/prepend vivify); `md ... x` (empty the value, keep the item).
+//! (append/prepend vivify); `md ... x` (empty the value, keep the item);
+//! `ms ... s` (echo the stored size).
 //!
 //! These cannot be differential: the 1.6.18 binary that
-//! `tests/tests/differential.rs` compares with answers all three with
-//! `CLIENT_ERROR invalid flag`. The expected bytes here are derived from the
+//! `tests/tests/differential.rs` compares with answers `E` and `x` with
+//! `CLIENT_ERROR invalid flag` and ignores `N` and `s` on `ms`. The expected bytes here are derived from the
 //! current memcached `doc/protocol.txt` and its implementation
 //! (`proto_parser.c`, `memcached.c`'s `do_store_item`); see
 //! `docs/meta-protocol.md`, "Flags newer than 1.6.18".
@@ -156,4 +157,24 @@ fn delete_with_x_counts_as_memcached_does() {
     );
     assert_eq!(stat(&server, "delete_misses"), 2);
     assert_eq!(stat(&server, "total_items"), 3);
+}
+
+#[test]
+fn set_with_s_echoes_the_stored_size() {
+    let server = Mcstore::start(&[]);
+    check(
+        &server,
+        &[
+            // The size of what was stored, in request-flag order.
+            ("ms size:a 2 s k\r\nhi\r\n", "HD s2 ksize:a\r\n"),
+            // After append: the whole value's size.
+            ("ms size:a 3 MA s\r\nabc\r\n", "HD s5\r\n"),
+            ("mg size:a v\r\n", "VA 5\r\nhiabc\r\n"),
+            // Nothing stored: the request's data length, as memcached's
+            // _finalize_mset reports it.
+            ("ms size:missing 4 MR s\r\nabcd\r\n", "NS s4\r\n"),
+            // q hides HD, even with s.
+            ("ms size:a 1 s q\r\nz\r\nmn\r\n", "MN\r\n"),
+        ],
+    );
 }

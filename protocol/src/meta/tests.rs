@@ -716,10 +716,11 @@ fn flags_are_parsed_as_memcached_reads_them() {
         }
         other => panic!("{other:?}"),
     }
-    // ms keeps only the return flags it echoes, in order.
+    // ms keeps only the return flags it echoes, in order (`s` as the
+    // current doc/protocol.txt has it; 1.6.18 ignored it).
     match parsed(b"ms k 1 k s t Oab c f MA T+5 F4294967297 C-0 N1 R2 v h l u\r\nx\r\n") {
         MetaRequest::Set(s) => {
-            assert_eq!(s.returns, vec![Key, Opaque, Cas]);
+            assert_eq!(s.returns, vec![Key, Size, Opaque, Cas]);
             assert_eq!(s.opaque, Some(b("ab")));
             assert_eq!(s.mode, MetaSetMode::Append);
             assert_eq!(s.ttl, Some(5));

@@ -38,7 +38,7 @@ async fn meta(store: &Store, input: &str) -> WriteOutcome {
 
 async fn stored_cas(store: &Store, input: &str) -> u64 {
     match meta(store, input).await {
-        WriteOutcome::MetaStored { cas } => cas,
+        WriteOutcome::MetaStored { cas, .. } => cas,
         other => panic!("{input:?}: expected stored, got {other:?}"),
     }
 }

@@ -57,7 +57,8 @@ async fn stale_win_flow_hands_out_one_token_and_survives_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
     let mut store = open(dir.path(), &clock);
-    let WriteOutcome::MetaStored { cas: first_cas } = meta(&store, "ms k 3 T100\r\nold\r\n").await
+    let WriteOutcome::MetaStored { cas: first_cas, .. } =
+        meta(&store, "ms k 3 T100\r\nold\r\n").await
     else {
         panic!("ms did not store");
     };
