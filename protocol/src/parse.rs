@@ -549,4 +549,4 @@ fn parse_verbosity(tokens: &Tokens<'_>) -> Frame {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -279,30 +279,16 @@ fn parsed(input: &[u8]) -> MetaRequest {
 
 #[test]
 fn parse_of_encode_is_identity() {
-    for request in sample_requests() {
-        let wire = encode(&request);
-        assert_eq!(
-            parse(&wire),
-            Decoded::Complete(Frame::Request(Request::Meta(request.clone())), wire.len()),
-            "{:?}",
-            String::from_utf8_lossy(&wire)
-        );
-    }
+    crate::parse::tests::assert_parse_of_encode_is_identity(
+        sample_requests().into_iter().map(Request::Meta),
+    );
 }
 
 #[test]
 fn every_meta_command_cut_at_every_offset_needs_more() {
-    for request in sample_requests() {
-        let wire = encode(&request);
-        for cut in 0..wire.len() {
-            assert_eq!(
-                parse(&wire[..cut]),
-                Decoded::Incomplete,
-                "{:?} cut at {cut}",
-                String::from_utf8_lossy(&wire)
-            );
-        }
-    }
+    crate::parse::tests::assert_every_cut_needs_more(
+        sample_requests().into_iter().map(Request::Meta),
+    );
 }
 
 #[test]

@@ -118,9 +118,9 @@ fn encode(request: &Request) -> Vec<u8> {
     out
 }
 
-#[test]
-fn parse_of_encode_is_identity() {
-    for request in sample_requests() {
+/// `parse(encode(x)) == x` for each request, using all of its bytes.
+pub(crate) fn assert_parse_of_encode_is_identity(requests: impl IntoIterator<Item = Request>) {
+    for request in requests {
         let wire = encode(&request);
         assert_eq!(
             parse(&wire),
@@ -131,9 +131,9 @@ fn parse_of_encode_is_identity() {
     }
 }
 
-#[test]
-fn every_command_cut_at_every_offset_needs_more() {
-    for request in sample_requests() {
+/// Each request cut at every byte offset is `Incomplete`.
+pub(crate) fn assert_every_cut_needs_more(requests: impl IntoIterator<Item = Request>) {
+    for request in requests {
         let wire = encode(&request);
         for cut in 0..wire.len() {
             assert_eq!(
@@ -144,6 +144,16 @@ fn every_command_cut_at_every_offset_needs_more() {
             );
         }
     }
+}
+
+#[test]
+fn parse_of_encode_is_identity() {
+    assert_parse_of_encode_is_identity(sample_requests());
+}
+
+#[test]
+fn every_command_cut_at_every_offset_needs_more() {
+    assert_every_cut_needs_more(sample_requests());
 }
 
 #[test]
