@@ -4,7 +4,8 @@
 #
 #   bash tests/run.sh
 #
-# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached.
+# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached
+# and redis-server (the comparison test also uses redis-benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +15,13 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached from Debian, pymemcache from PyPI)"
-if ! command -v memcached >/dev/null 2>&1; then
+step "installing test dependencies (memcached and redis-server from Debian, pymemcache from PyPI)"
+if ! command -v memcached >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached redis-server >/dev/null
 fi
 memcached -V
+redis-server --version
 if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
     python3 -m pip install --quiet pymemcache
 fi

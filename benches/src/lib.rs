@@ -12,9 +12,12 @@
 //! - [`run`]: connects, prefills, runs the connections and prints progress.
 //! - [`report`]: the final human summary and the JSON object.
 //! - [`workers`]: the pinned single-threaded runtimes the connections run on.
+//! - [`compare`]: `mcstore-compare`, memcached, mcstore and Redis on one
+//!   workload matrix, with a markdown report and an SVG chart.
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod compare;
 pub mod driver;
 pub mod report;
 pub mod run;

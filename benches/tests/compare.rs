@@ -1,0 +1,136 @@
+//! End to end: `mcstore-compare --quick` against a real memcached, the
+//! release mcstore (`MCSTORE_BIN` or `<workspace>/target/release/mcstore`)
+//! and a real Redis on loopback, checking the report and the chart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mcstore_binary() -> PathBuf {
+    let path = match std::env::var_os("MCSTORE_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the benches crate lives inside the workspace")
+            .join("target/release/mcstore"),
+    };
+    assert!(
+        path.is_file(),
+        "mcstore binary not found at {}: run `cargo build --release -p mcstore-server` \
+         or point MCSTORE_BIN at an mcstore binary",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn quick_comparison_writes_a_row_per_system_and_an_svg() {
+    for program in ["memcached", "redis-server", "redis-benchmark"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .status()
+            .map(|status| status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{program} is missing (apt-get install memcached redis-server)"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("mcstore-compare-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("report.md");
+    let svg = dir.join("report.svg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcstore-compare"))
+        .arg("--quick")
+        .arg("--out")
+        .arg(&out)
+        .arg("--mcstore-bin")
+        .arg(mcstore_binary())
+        .arg("--bench-bin")
+        .arg(env!("CARGO_BIN_EXE_mcstore-bench"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start mcstore-compare");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mcstore-compare --quick did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+    assert!(
+        status.success(),
+        "mcstore-compare failed: {status}\n{stdout}"
+    );
+
+    let report = std::fs::read_to_string(&out).expect("the report was written");
+    let systems = [
+        "memcached",
+        "mcstore-always",
+        "mcstore-periodic",
+        "mcstore-none",
+        "redis-aof-always",
+        "redis-aof-everysec",
+    ];
+    for workload in ["set", "mixed:0.9", "get"] {
+        for system in systems {
+            let row = report
+                .lines()
+                .find(|line| {
+                    line.starts_with(&format!("| {workload} |"))
+                        && line.contains(&format!("| {system} |"))
+                })
+                .unwrap_or_else(|| panic!("no {workload} row for {system} in:\n{report}"));
+            assert!(!row.contains("failed"), "a failed run: {row}");
+            let ops: f64 = row
+                .split('|')
+                .nth(6)
+                .unwrap()
+                .trim()
+                .replace(',', "")
+                .parse()
+                .unwrap();
+            assert!(ops > 0.0, "no throughput in {row}");
+            assert!(
+                stdout.contains(system),
+                "{system} missing from the terminal table"
+            );
+        }
+    }
+    assert!(report.contains("| memcached | ") && report.contains("1.00 / 1.00"));
+    assert!(report.contains("`memcached -V`: memcached 1."));
+    assert!(report.contains("`redis-server --version`: Redis server v="));
+    assert!(report.contains("--appendfsync always") && report.contains("--appendfsync everysec"));
+    assert!(
+        report.contains("(report.svg)"),
+        "the report links its chart"
+    );
+
+    let chart = std::fs::read_to_string(&svg).expect("the chart was written");
+    let start = chart.trim_start();
+    assert!(
+        start.starts_with("<svg") || start.starts_with("<?xml"),
+        "not SVG: {}",
+        &chart[..chart.len().min(200)]
+    );
+    assert!(chart.trim_end().ends_with("</svg>"));
+    assert!(
+        chart.matches("<rect").count() > systems.len() * 3,
+        "too few bars"
+    );
+    for system in systems {
+        assert!(
+            chart.contains(system),
+            "{system} missing from the chart legend"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
