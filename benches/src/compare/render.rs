@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::runner::Comparison;
 use super::servers::System;
@@ -274,27 +275,30 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> anyhow::Result<()> {
             .y_label_area_size(80)
             .build_cartesian_2d(0..(cells * slots) as i32, (low..high).log_scale())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let labels: Vec<String> = plan.cells.iter().map(|cell| cell.label()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(cells * slots + 1)
-            .x_label_formatter(&|x| {
-                let x = *x as usize;
-                if x % slots == slots / 2 {
-                    labels.get(x / slots).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_labels(1)
+            .x_label_formatter(&|_| String::new())
             .y_label_formatter(&|y| thousands(*y))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Cell labels, rotated, hanging down from the middle of each group
+        // (the mesh's own rotated labels would be centred on the axis).
+        let (base_x, base_y) = area.get_base_pixel();
+        let style = TextStyle::from(("sans-serif", 11).into_font())
+            .transform(FontTransform::Rotate90)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (index, cell) in plan.cells.iter().enumerate() {
+            let middle = (index * slots + systems.len() / 2) as i32;
+            let (x, y) = chart.backend_coord(&(middle, low));
+            area.draw(&Text::new(
+                cell.label(),
+                (x - base_x + 4, y - base_y + 6),
+                style.clone(),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         chart
             .draw_series(data.iter().map(|&(index, system, value)| {
                 let position = systems.iter().position(|&s| s == system).unwrap_or(0);

@@ -60,8 +60,8 @@ pub struct Comparison {
     pub results: Results,
     /// Each system's server command line (ports are the ones used).
     pub server_commands: Vec<(System, String)>,
-    /// Per cell: the mcstore-bench and redis-benchmark command lines (with
-    /// `ADDR`, `PORT` and `N` placeholders).
+    /// Per cell: the mcstore-bench command line and the redis-benchmark ones
+    /// (one line per test), with `ADDR`, `PORT` and `N` placeholders.
     pub client_commands: Vec<(Cell, String, String)>,
     /// Machine and versions.
     pub environment: Environment,
@@ -209,19 +209,25 @@ pub fn run(plan: &Plan, binaries: &Binaries, clients: &Clients) -> anyhow::Resul
     let mut client_commands = Vec::new();
     for cell in &plan.cells {
         let bench = shell_words(&clients.bench, &bench_args(plan, cell, "ADDR"));
-        let tests = match cell.workload {
-            WorkloadKind::Set => "set",
-            WorkloadKind::Get => "get",
-            WorkloadKind::Mixed(_) => "set,get",
+        let tests: &[&str] = match cell.workload {
+            WorkloadKind::Set => &["set"],
+            WorkloadKind::Get => &["get"],
+            WorkloadKind::Mixed(_) => &["set", "get"],
         };
-        let redis = format!(
-            "{} -h 127.0.0.1 -p PORT -c {} -P {} -d {} -r {} -n N -t {tests} --csv",
-            clients.redis_benchmark.display(),
-            cell.connections,
-            cell.pipeline,
-            cell.value_size,
-            plan.keys
-        );
+        let redis = tests
+            .iter()
+            .map(|test| {
+                format!(
+                    "{} -h 127.0.0.1 -p PORT -c {} -P {} -d {} -r {} -n N -t {test} --csv",
+                    clients.redis_benchmark.display(),
+                    cell.connections,
+                    cell.pipeline,
+                    cell.value_size,
+                    plan.keys
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         client_commands.push((*cell, bench, redis));
     }
 
