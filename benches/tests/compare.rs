@@ -23,6 +23,15 @@ fn mcstore_binary() -> PathBuf {
     path
 }
 
+/// Removes the test's directory, also when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn quick_comparison_writes_a_row_per_system_and_an_svg() {
     for program in ["memcached", "redis-server", "redis-benchmark"] {
@@ -39,6 +48,7 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
     let dir = std::env::temp_dir().join(format!("mcstore-compare-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     let out = dir.join("report.md");
     let svg = dir.join("report.svg");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcstore-compare"))
@@ -132,5 +142,4 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
             "{system} missing from the chart legend"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
