@@ -510,6 +510,14 @@ impl<E: Engine> Writer<E> {
         })
     }
 
+    /// The key's readable slot and its live record, if any: for the commands
+    /// that need the old item (an unreadable record is an error for them).
+    fn live_slot(&self, key: &Bytes, batch: &Batch) -> Result<(Slot, Option<Record>), String> {
+        let slot = self.slot(key, batch)?.readable()?;
+        let live = self.live(&slot, batch);
+        Ok((slot, live))
+    }
+
     /// The live record under `key`, if any (not expired, not flushed).
     fn live(&self, slot: &Slot, batch: &Batch) -> Option<Record> {
         let now = self.clock.now_secs();
@@ -638,15 +646,13 @@ impl<E: Engine> Writer<E> {
                 increment,
                 delta,
             } => {
-                let slot = self.slot(key, batch)?.readable()?;
-                let Some(old) = self.live(&slot, batch) else {
+                let (slot, old) = self.live_slot(key, batch)?;
+                let Some(old) = old else {
                     return Ok(WriteOutcome::NotFound);
                 };
-                let Some(current) = parse_counter(&old.value) else {
+                let Some((next, value)) = counter_step(&old.value, *increment, *delta) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
-                let next = apply_delta(current, *increment, *delta);
-                let value = counter_value(next, old.value.len());
                 let new = Record {
                     cas: self.new_cas(),
                     version: self.new_version(),
@@ -664,8 +670,8 @@ impl<E: Engine> Writer<E> {
                 exptime,
                 return_item,
             } => {
-                let slot = self.slot(key, batch)?.readable()?;
-                let Some(old) = self.live(&slot, batch) else {
+                let (slot, old) = self.live_slot(key, batch)?;
+                let Some(old) = old else {
                     return Ok(WriteOutcome::NotFound);
                 };
                 // A touch keeps the cas unique, as in memcached.
@@ -717,8 +723,8 @@ impl<E: Engine> Writer<E> {
 impl<E: Engine> Writer<E> {
     fn meta_get(&mut self, get: &MetaGet, batch: &mut Batch) -> Result<WriteOutcome, String> {
         let now = self.clock.now_secs();
-        let slot = self.slot(&get.key, batch)?.readable()?;
-        let (old, created) = match self.live(&slot, batch) {
+        let (slot, live) = self.live_slot(&get.key, batch)?;
+        let (old, created) = match live {
             Some(record) => (record, false),
             None if get.vivify.is_some() => {
                 let record = Record {
@@ -931,8 +937,8 @@ impl<E: Engine> Writer<E> {
     ) -> Result<WriteOutcome, String> {
         let now = self.clock.now_secs();
         let key = &arith.key;
-        let slot = self.slot(key, batch)?.readable()?;
-        let (number, record, created) = match self.live(&slot, batch) {
+        let (slot, live) = self.live_slot(key, batch)?;
+        let (number, record, created) = match live {
             None => {
                 if arith.vivify.is_none() {
                     return Ok(WriteOutcome::NotFound);
@@ -954,20 +960,14 @@ impl<E: Engine> Writer<E> {
                 {
                     return Ok(WriteOutcome::Exists);
                 }
-                let Some(current) = parse_counter(&old.value) else {
+                let increment = arith.mode == MetaArithmeticMode::Increment;
+                let Some((next, value)) = counter_step(&old.value, increment, arith.delta) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
-                let increment = arith.mode == MetaArithmeticMode::Increment;
-                let next = apply_delta(current, increment, arith.delta);
-                let value = counter_value(next, old.value.len());
                 // memcached rewrites in place (keeping the item's marks) when
                 // the number fits, else it builds a new item.
-                let marks = if value.len() == old.value.len() {
-                    old.marks
-                } else {
-                    0
-                };
                 let in_place = value.len() == old.value.len();
+                let marks = if in_place { old.marks } else { 0 };
                 // Like memcached, the update takes the next cas unique even
                 // when `E` then overrides it.
                 let counted = self.new_cas();
@@ -1022,13 +1022,17 @@ fn memchr_nul(value: &[u8]) -> Option<usize> {
     value.iter().position(|&b| b == 0)
 }
 
-/// memcached's counter arithmetic: incr wraps at 2^64, decr stops at 0.
-fn apply_delta(current: u64, increment: bool, delta: u64) -> u64 {
-    if increment {
+/// One incr/decr step on a stored value: the new number and its stored
+/// form, or `None` if the value is not a number. incr wraps at 2^64, decr
+/// stops at 0.
+fn counter_step(value: &[u8], increment: bool, delta: u64) -> Option<(u64, Bytes)> {
+    let current = parse_counter(value)?;
+    let next = if increment {
         current.wrapping_add(delta)
     } else {
         current.saturating_sub(delta)
-    }
+    };
+    Some((next, counter_value(next, value.len())))
 }
 
 /// The stored form of an incr/decr result: memcached rewrites the item in

@@ -302,37 +302,7 @@ fn pipelined_meta_and_text_requests_fed_byte_by_byte() {
             touch: None,
         }),
     );
-    let mut wire = Vec::new();
-    for request in &requests {
-        request.encode(&mut wire);
-    }
-    // All at once.
-    let mut offset = 0;
-    for request in &requests {
-        match parse(&wire[offset..]) {
-            Decoded::Complete(Frame::Request(parsed), used) => {
-                assert_eq!(&parsed, request);
-                offset += used;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(offset, wire.len());
-    // One byte at a time.
-    let mut buffer = Vec::new();
-    let mut parsed = Vec::new();
-    for &byte in &wire {
-        buffer.push(byte);
-        while let Decoded::Complete(frame, used) = parse(&buffer) {
-            match frame {
-                Frame::Request(request) => parsed.push(request),
-                other => panic!("unexpected {other:?}"),
-            }
-            buffer.drain(..used);
-        }
-    }
-    assert!(buffer.is_empty());
-    assert_eq!(parsed, requests);
+    crate::parse::tests::assert_pipelined_requests_parse(&requests);
 }
 
 #[test]

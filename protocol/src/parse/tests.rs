@@ -156,15 +156,15 @@ fn every_command_cut_at_every_offset_needs_more() {
     assert_every_cut_needs_more(sample_requests());
 }
 
-#[test]
-fn pipelined_requests_parse_one_after_another() {
-    let requests = sample_requests();
+/// The requests encoded back to back parse one after another, both from one
+/// buffer and fed one byte at a time.
+pub(crate) fn assert_pipelined_requests_parse(requests: &[Request]) {
     let mut wire = Vec::new();
-    for request in &requests {
+    for request in requests {
         request.encode(&mut wire);
     }
     let mut offset = 0;
-    for request in &requests {
+    for request in requests {
         match parse(&wire[offset..]) {
             Decoded::Complete(Frame::Request(parsed), used) => {
                 assert_eq!(&parsed, request);
@@ -174,15 +174,6 @@ fn pipelined_requests_parse_one_after_another() {
         }
     }
     assert_eq!(offset, wire.len());
-}
-
-#[test]
-fn pipelined_input_fed_byte_by_byte_yields_the_same_requests() {
-    let requests = sample_requests();
-    let mut wire = Vec::new();
-    for request in &requests {
-        request.encode(&mut wire);
-    }
     let mut buffer = Vec::new();
     let mut parsed = Vec::new();
     for &byte in &wire {
@@ -197,6 +188,11 @@ fn pipelined_input_fed_byte_by_byte_yields_the_same_requests() {
     }
     assert!(buffer.is_empty());
     assert_eq!(parsed, requests);
+}
+
+#[test]
+fn pipelined_requests_parse_one_after_another_and_byte_by_byte() {
+    assert_pipelined_requests_parse(&sample_requests());
 }
 
 fn rejected(input: &str) -> (Reply, bool) {
