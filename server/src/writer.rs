@@ -653,13 +653,15 @@ impl<E: Engine> Writer<E> {
                 let Some((next, value)) = counter_step(&old.value, *increment, *delta) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
+                let (in_place, marks) = counter_rewrite(&old, &value);
                 let new = Record {
                     cas: self.new_cas(),
                     version: self.new_version(),
+                    marks,
                     value,
                     ..old
                 };
-                if new.value.len() == old.value.len() {
+                if in_place {
                     self.shared.access.renew_cas(key, old.cas, new.cas);
                 }
                 self.put(key, new, &slot, batch);
@@ -964,10 +966,7 @@ impl<E: Engine> Writer<E> {
                 let Some((next, value)) = counter_step(&old.value, increment, arith.delta) else {
                     return Ok(WriteOutcome::NonNumeric);
                 };
-                // memcached rewrites in place (keeping the item's marks) when
-                // the number fits, else it builds a new item.
-                let in_place = value.len() == old.value.len();
-                let marks = if in_place { old.marks } else { 0 };
+                let (in_place, marks) = counter_rewrite(&old, &value);
                 // Like memcached, the update takes the next cas unique even
                 // when `E` then overrides it.
                 let counted = self.new_cas();
@@ -1003,6 +1002,14 @@ impl<E: Engine> Writer<E> {
             now,
         })
     }
+}
+
+/// How memcached stores a counter's new number: in place, keeping the item's
+/// stale/win marks, when it has the old value's length; else as a new item
+/// without them. Returns whether it is in place, and the marks to keep.
+fn counter_rewrite(old: &Record, new_value: &[u8]) -> (bool, u8) {
+    let in_place = new_value.len() == old.value.len();
+    (in_place, if in_place { old.marks } else { 0 })
 }
 
 /// Reads a counter the way memcached's incr does (`strtoull` over the data,

@@ -862,6 +862,21 @@ fn arithmetic_cases(c: &mut CaseList) {
         2,
     );
     arith(c, "incr_grows_length", b"99", "incr KEY 1\r\n", 1);
+    // A stale item's marks survive an in-place update, not a new item.
+    arith(
+        c,
+        "incr_in_place_keeps_stale_marks",
+        b"10",
+        "md KEY I\r\nincr KEY 1\r\nmg KEY v\r\nmg KEY v\r\n",
+        4,
+    );
+    arith(
+        c,
+        "incr_growing_drops_stale_marks",
+        b"99",
+        "md KEY I\r\nincr KEY 1\r\nmg KEY v\r\nmg KEY v\r\n",
+        4,
+    );
     arith(c, "incr_non_numeric", b"abc", "incr KEY 1\r\n", 1);
     arith(c, "decr_non_numeric", b"12abc", "decr KEY 1\r\n", 1);
     arith(c, "incr_empty_value", b"", "incr KEY 1\r\n", 1);
