@@ -171,6 +171,18 @@ more throughput, or a longer p99, than memcached). Redis speaks a different prot
 driven by a different client (see below), so its ratios compare systems *and* clients.\n\n";
     text += &markdown_table(comparison);
     text += "\n";
+    let pipelined_gets = plan
+        .cells
+        .iter()
+        .any(|cell| cell.pipeline > 1 && cell.workload.get_fraction() > 0.0);
+    if pipelined_gets && flushes_every_get(&env.memcached) {
+        text += "**memcached is not a ceiling in the pipelined get and mixed cells.** This \
+memcached answers every bare `get` with its own `sendmsg` instead of batching the replies of \
+requests it has already read; memcached 1.6.35 changed this (upstream commit c0f01efa3, \
+\"proto: allow bare 'get' cmd to autobatch\"). Its pipelined get throughput is therefore \
+close to its unpipelined one, and ratios to it in those cells overstate the other systems. \
+docs/benchmarks.md measures the difference against a newer memcached.\n\n";
+    }
     let _ = writeln!(text, "![throughput and p99 per system]({svg_name})\n");
 
     text += "## How each system was measured\n\n";
@@ -203,6 +215,25 @@ request count):\n\n```\n";
     }
     text += "```\n";
     text
+}
+
+/// The first memcached release whose text `get` replies are batched with the
+/// other replies of one read (upstream commit c0f01efa3).
+const FIRST_MEMCACHED_BATCHING_GETS: (u32, u32, u32) = (1, 6, 35);
+
+/// Whether `memcached -V` names a release that flushes each `get` reply on
+/// its own; `false` when the version cannot be read.
+fn flushes_every_get(memcached_version: &str) -> bool {
+    let Some(number) = memcached_version.strip_prefix("memcached ") else {
+        return false;
+    };
+    let mut parts = number.trim().split('.').map(|part| part.parse::<u32>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch))) => {
+            (major, minor, patch) < FIRST_MEMCACHED_BATCHING_GETS
+        }
+        _ => false,
+    }
 }
 
 /// Colours of the systems in the chart.
@@ -311,4 +342,20 @@ pub fn write_svg(comparison: &Comparison, path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flushes_every_get;
+
+    #[test]
+    fn memcached_before_1_6_35_flushes_every_get() {
+        assert!(flushes_every_get("memcached 1.6.18"));
+        assert!(flushes_every_get("memcached 1.5.22"));
+        assert!(!flushes_every_get("memcached 1.6.35"));
+        assert!(!flushes_every_get("memcached 1.6.45"));
+        assert!(!flushes_every_get("memcached 1.7.0"));
+        assert!(!flushes_every_get("memcached UNKNOWN"));
+        assert!(!flushes_every_get("not found"));
+    }
 }
