@@ -51,6 +51,10 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
     let _cleanup = RemoveOnDrop(dir.clone());
     let out = dir.join("report.md");
     let svg = dir.join("report.svg");
+    // The summary goes into `benchmarks.md` beside the report, keeping what
+    // is written around it.
+    let summary = dir.join("benchmarks.md");
+    std::fs::write(&summary, "# Benchmarks\n\nHand-written text.\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcstore-compare"))
         .arg("--quick")
         .arg("--out")
@@ -123,6 +127,34 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
         report.contains("(report.svg)"),
         "the report links its chart"
     );
+
+    let summary = std::fs::read_to_string(&summary).expect("the summary was written");
+    assert!(
+        summary.starts_with("# Benchmarks\n\nHand-written text.\n"),
+        "the hand-written part is kept:\n{summary}"
+    );
+    let header = format!(
+        "| workload | value | conns | pipeline | {} |",
+        systems.join(" | ")
+    );
+    assert!(
+        summary.contains(&header),
+        "no summary header in:\n{summary}"
+    );
+    for workload in ["set", "mixed:0.9", "get"] {
+        let row = summary
+            .lines()
+            .find(|line| line.starts_with(&format!("| {workload} | 100 B | 4 | 1 |")))
+            .unwrap_or_else(|| panic!("no {workload} row in the summary:\n{summary}"));
+        assert_eq!(
+            row.matches(" (").count(),
+            systems.len(),
+            "a figure per system: {row}"
+        );
+        assert!(row.contains(" (1.00) |"), "memcached's ratio is 1: {row}");
+    }
+    assert!(summary.contains("](report.md)") && summary.contains("](report.svg)"));
+    assert_eq!(summary.matches("mcstore-compare summary: begin").count(), 1);
 
     let chart = std::fs::read_to_string(&svg).expect("the chart was written");
     let start = chart.trim_start();

@@ -1,5 +1,6 @@
 //! `mcstore-compare`: parse the command line, run the comparison, print the
-//! table, write the markdown report and the SVG chart.
+//! table, write the markdown report and the SVG chart, and update the
+//! summary section of docs/benchmarks.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use mcstore_bench::compare::args::CompareArgs;
-use mcstore_bench::compare::render::{markdown, terminal_table, write_svg};
+use mcstore_bench::compare::render::{
+    markdown, replace_summary, summary_section, terminal_table, write_svg,
+};
 use mcstore_bench::compare::runner::{run, Clients};
 use mcstore_bench::compare::servers::Binaries;
 
@@ -53,7 +56,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let comparison = run(&plan, &binaries, &clients)?;
     print!("{}", terminal_table(&comparison));
     let svg = args.svg_path();
-    for path in [&args.out, &svg] {
+    let summary = args.summary_path();
+    for path in [&args.out, &svg, &summary] {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -66,18 +70,36 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         .join(" ");
     std::fs::write(&args.out, markdown(&comparison, &command, &svg_name))
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!("wrote {} and {}", args.out.display(), svg.display());
+    let document = match std::fs::read_to_string(&summary) {
+        Ok(document) => document,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(error).context(format!("cannot read {}", summary.display())),
+    };
+    let section = summary_section(
+        &comparison,
+        &command,
+        &relative_name(&args.out, &summary),
+        &relative_name(&svg, &summary),
+    );
+    std::fs::write(&summary, replace_summary(&document, &section))
+        .with_context(|| format!("cannot write {}", summary.display()))?;
+    eprintln!(
+        "wrote {}, {} and the summary in {}",
+        args.out.display(),
+        svg.display(),
+        summary.display()
+    );
     Ok(())
 }
 
-/// `svg` as referenced from the report: its file name when both sit in the
-/// same directory, else its path as given.
-fn relative_name(svg: &std::path::Path, out: &std::path::Path) -> String {
-    if svg.parent() == out.parent() {
-        svg.file_name()
+/// `path` as referenced from the document `from`: its file name when both
+/// sit in the same directory, else its path as given.
+fn relative_name(path: &std::path::Path, from: &std::path::Path) -> String {
+    if path.parent() == from.parent() {
+        path.file_name()
             .map(|name| PathBuf::from(name).display().to_string())
             .unwrap_or_default()
     } else {
-        svg.display().to_string()
+        path.display().to_string()
     }
 }

@@ -29,6 +29,11 @@ pub struct CompareArgs {
     /// SVG chart to write (default: `--out` with the extension `.svg`).
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Document whose generated summary section (between the
+    /// `mcstore-compare summary` markers) is replaced, or appended if it has
+    /// none; created if missing (default: `benchmarks.md` beside `--out`).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
     /// One run of 0.5 s on a reduced matrix (set, mixed:0.9 and get; 100 B;
     /// 4 connections; pipeline 1) and 2,000 keys, for tests.
     #[arg(long)]
@@ -177,6 +182,13 @@ impl CompareArgs {
             key_size: 16,
             quick: self.quick,
         })
+    }
+
+    /// The summary document: `--summary`, or `benchmarks.md` beside `--out`.
+    pub fn summary_path(&self) -> PathBuf {
+        self.summary
+            .clone()
+            .unwrap_or_else(|| self.out.with_file_name("benchmarks.md"))
     }
 
     /// The SVG path: `--svg`, or `--out` with the extension `.svg`.
