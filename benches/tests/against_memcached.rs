@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, json_report, run_bench, Memcached};
+use common::{count, free_port, json_report, run_bench, Memcached, RawClient};
 use mcstore_bench::args::ValueSize;
 use mcstore_bench::workload::{KeySpace, ValueSource};
 use mcstore_cluster::Ring;
@@ -18,7 +18,7 @@ fn set_run_has_ops_and_no_errors_and_json_has_every_field() {
     let output = run_bench(
         &[
             "--servers",
-            &server.addr(),
+            &server.addr().to_string(),
             "--connections",
             "4",
             "--duration",
@@ -66,7 +66,7 @@ fn prefilled_mixed_zipf_open_loop_run_hits_every_get() {
     let output = run_bench(
         &[
             "--servers",
-            &server.addr(),
+            &server.addr().to_string(),
             "--connections",
             "4",
             "--pipeline",
@@ -110,7 +110,7 @@ fn verify_counts_values_that_are_not_the_keys_value() {
     let server = Memcached::start();
     let keys = KeySpace::new(10, 16);
     let values = ValueSource::new(ValueSize { min: 100, max: 100 }, 1);
-    let mut client = server.client();
+    let mut client = RawClient::connect(server.addr());
     for index in 0..10 {
         let right = values.value(index);
         if index < 5 {
@@ -124,7 +124,7 @@ fn verify_counts_values_that_are_not_the_keys_value() {
     let output = run_bench(
         &[
             "--servers",
-            &server.addr(),
+            &server.addr().to_string(),
             "--connections",
             "2",
             "--workload",
@@ -177,9 +177,13 @@ fn keys_go_to_the_server_the_ketama_ring_names() {
     );
     let report = json_report(&output);
     assert_eq!(count(&report, "prefill_stored"), 300);
-    let ring = Ring::unweighted([("127.0.0.1", first.port), ("127.0.0.1", second.port)]).unwrap();
+    let ring =
+        Ring::unweighted([("127.0.0.1", first.port()), ("127.0.0.1", second.port())]).unwrap();
     let keys = KeySpace::new(300, 20);
-    let mut clients = [first.client(), second.client()];
+    let mut clients = [
+        RawClient::connect(first.addr()),
+        RawClient::connect(second.addr()),
+    ];
     let mut per_server = [0, 0];
     for index in 0..300 {
         let key = keys.key(index);
@@ -200,7 +204,7 @@ fn keys_go_to_the_server_the_ketama_ring_names() {
 #[test]
 fn a_server_that_goes_away_ends_the_run_with_an_error() {
     let mut server = Memcached::start();
-    let addr = server.addr();
+    let addr = server.addr().to_string();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(700));
         server.kill();
@@ -217,10 +221,7 @@ fn a_server_that_goes_away_ends_the_run_with_an_error() {
 
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let output = run_bench(
         &["--servers", &format!("127.0.0.1:{port}"), "--duration", "1"],
         LIMIT,

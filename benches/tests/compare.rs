@@ -2,35 +2,10 @@
 //! release mcstore (`MCSTORE_BIN` or `<workspace>/target/release/mcstore`)
 //! and a real Redis on loopback, checking the report and the chart.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn mcstore_binary() -> PathBuf {
-    let path = match std::env::var_os("MCSTORE_BIN") {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the benches crate lives inside the workspace")
-            .join("target/release/mcstore"),
-    };
-    assert!(
-        path.is_file(),
-        "mcstore binary not found at {}: run `cargo build --release -p mcstore-server` \
-         or point MCSTORE_BIN at an mcstore binary",
-        path.display()
-    );
-    path
-}
-
-/// Removes the test's directory, also when an assertion fails.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use mcstore_e2e::mcstore_binary;
 
 #[test]
 fn quick_comparison_writes_a_row_per_system_and_an_svg() {
@@ -45,10 +20,12 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
             "{program} is missing (apt-get install memcached redis-server)"
         );
     }
-    let dir = std::env::temp_dir().join(format!("mcstore-compare-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    // Removed when dropped, also when an assertion fails.
+    let temp = tempfile::Builder::new()
+        .prefix("mcstore-compare-test-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let dir = temp.path();
     let out = dir.join("report.md");
     let svg = dir.join("report.svg");
     // The summary goes into `benchmarks.md` beside the report, keeping what

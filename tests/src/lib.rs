@@ -401,7 +401,7 @@ impl Memcached {
     pub fn start() -> Memcached {
         assert!(
             Path::new(Self::BINARY).is_file(),
-            "{} is required for the differential tests",
+            "{} is missing: these tests need a real memcached (apt-get install memcached)",
             Self::BINARY
         );
         let mut last_error = String::new();
@@ -446,6 +446,11 @@ impl Memcached {
     /// The port memcached listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Kills memcached now (dropping it later is then a no-op).
+    pub fn kill(&mut self) {
+        kill_and_reap(&mut self.child);
     }
 }
 

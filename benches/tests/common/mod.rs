@@ -1,93 +1,17 @@
 //! Test helpers: a real memcached on an ephemeral loopback port (killed on
-//! drop), running the `mcstore-bench` binary, and a raw memcache client.
+//! drop; from the end-to-end tests' support crate), running the
+//! `mcstore-bench` binary, and a raw memcache client.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where the tests expect memcached (CI installs it with apt-get).
-pub const MEMCACHED: &str = "/usr/bin/memcached";
-
-/// A memcached process, killed when dropped.
-pub struct Memcached {
-    child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-}
-
-impl Memcached {
-    /// Starts memcached on a free loopback port and waits until it accepts.
-    pub fn start() -> Memcached {
-        assert!(
-            Path::new(MEMCACHED).exists(),
-            "{MEMCACHED} is missing: these tests need a real memcached (apt-get install memcached)"
-        );
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-            listener.local_addr().unwrap().port()
-        };
-        let child = Command::new(MEMCACHED)
-            .args([
-                "-u",
-                "nobody",
-                "-l",
-                "127.0.0.1",
-                "-U",
-                "0",
-                "-t",
-                "2",
-                "-p",
-            ])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start memcached");
-        let server = Memcached { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "memcached did not accept connections on port {port} within 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server now.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A raw client connection.
-    pub fn client(&self) -> RawClient {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to memcached");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        RawClient {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+// Each test binary that includes this module uses a part of it.
+#[allow(unused_imports)]
+pub use mcstore_e2e::{free_port, Memcached};
 
 /// A minimal blocking memcache text-protocol client.
 pub struct RawClient {
@@ -96,6 +20,18 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Connects to a server, with a 5 s read timeout.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect to the server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawClient {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
     /// `set key 0 0 len` with `value`; panics unless `STORED`.
     pub fn set(&mut self, key: &[u8], value: &[u8]) {
         let mut request = format!(

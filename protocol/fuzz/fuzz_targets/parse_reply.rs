@@ -15,6 +15,8 @@
 //!   gives the same replies as one read.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use mcstore_protocol::{parse_reply, Decoded, Reply};
 
@@ -72,36 +74,8 @@ fn check_reply(input: &[u8], reply: &Reply, used: usize) {
         }
     }
 
-    let mut encoded = Vec::new();
-    reply.encode(&mut encoded);
-    match parse_reply(&encoded) {
-        Decoded::Complete(again, used) => {
-            assert_eq!(
-                &again,
-                reply,
-                "parse(encode(x)) != x; encoded {:?}",
-                Escaped(&encoded)
-            );
-            assert_eq!(
-                used,
-                encoded.len(),
-                "encoding {:?} not all used",
-                Escaped(&encoded)
-            );
-            let mut twice = Vec::new();
-            again.encode(&mut twice);
-            assert_eq!(Escaped(&twice), Escaped(&encoded), "encoding not stable");
-        }
-        Decoded::Incomplete => panic!("encoding {:?} of {reply:?} incomplete", Escaped(&encoded)),
-    }
-}
-
-/// Shows bytes as an escaped byte string.
-#[derive(PartialEq)]
-struct Escaped<'a>(&'a [u8]);
-
-impl std::fmt::Debug for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
+    common::assert_encoding_roundtrips(reply, Reply::encode, |bytes| match parse_reply(bytes) {
+        Decoded::Complete(again, used) => Ok((again, used)),
+        other => Err(format!("{other:?}")),
+    });
 }

@@ -28,6 +28,8 @@
 //! bytes are dropped, and parsing stops at a `Close`.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use mcstore_protocol::{
     item_size, parse_request, CloseReason, Decoded, Frame, Limits, MetaRequest, Request,
@@ -188,38 +190,10 @@ fn check_limits(request: &Request, limits: &Limits) {
 }
 
 fn check_roundtrip(request: &Request, limits: &Limits) {
-    let mut encoded = Vec::new();
-    request.encode(&mut encoded);
-    match parse_request(&encoded, limits) {
-        Decoded::Complete(Frame::Request(again), used) => {
-            assert_eq!(
-                &again, request,
-                "parse(encode(x)) != x; encoded {:?}",
-                Escaped(&encoded)
-            );
-            assert_eq!(
-                used,
-                encoded.len(),
-                "encoding {:?} not all used",
-                Escaped(&encoded)
-            );
-            let mut twice = Vec::new();
-            again.encode(&mut twice);
-            assert_eq!(Escaped(&twice), Escaped(&encoded), "encoding not stable");
+    common::assert_encoding_roundtrips(request, Request::encode, |bytes| {
+        match parse_request(bytes, limits) {
+            Decoded::Complete(Frame::Request(again), used) => Ok((again, used)),
+            other => Err(format!("{other:?}")),
         }
-        other => panic!(
-            "encoding {:?} of {request:?} parsed as {other:?}",
-            Escaped(&encoded)
-        ),
-    }
-}
-
-/// Shows bytes as an escaped byte string.
-#[derive(PartialEq)]
-struct Escaped<'a>(&'a [u8]);
-
-impl std::fmt::Debug for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
+    });
 }
