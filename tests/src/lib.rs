@@ -311,6 +311,18 @@ impl Mcstore {
         server
     }
 
+    /// Starts mcstore with `args` on an existing data directory, which is
+    /// removed on drop like a fresh one.
+    pub fn start_in(data_dir: tempfile::TempDir, args: &[&str]) -> Mcstore {
+        let mut server = Mcstore {
+            process: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            data_dir,
+        };
+        server.restart();
+        server
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
