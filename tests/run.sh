@@ -34,5 +34,5 @@ export MCSTORE_BIN="$PWD/target/release/mcstore"
 step "unit, model, and end-to-end tests"
 cargo test --workspace --locked --no-fail-fast
 
-step "loom model of the connection/writer hand-off"
-cargo test --locked -p mcstore-server --features loom-model --lib handoff
+step "loom model of the connection/commit-pipeline hand-off"
+cargo test --locked -p mcstore-storage --features loom-model --lib handoff

@@ -1278,7 +1278,7 @@ pub struct ItemMeta {
     /// The value's size in bytes.
     pub size: u64,
     /// Seconds of TTL left, `-1` for none (see
-    /// [`crate::exptime::Expiry::ttl_remaining`]).
+    /// the server's expiry type).
     pub ttl: i64,
 }
 

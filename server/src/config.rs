@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use mcstore_protocol::Limits;
-
-use crate::store::StoreConfig;
-use crate::writer::SyncMode;
+use mcstore_storage::{ItemRules, StoreConfig, SyncMode};
 
 /// mcstore: a persistent key-value store that speaks the memcache protocol.
 #[derive(Debug, Clone, Parser)]
@@ -26,7 +25,13 @@ pub struct Config {
     /// When writes become durable: `always` answers only after fdatasync,
     /// `periodic` answers at once and syncs every --sync-interval-ms,
     /// `none` leaves it to the engine's checkpoints.
-    #[arg(long, env = "MCSTORE_SYNC", value_enum, default_value = "always")]
+    #[arg(
+        long,
+        env = "MCSTORE_SYNC",
+        default_value = "always",
+        value_parser = PossibleValuesParser::new(SyncMode::ALL.map(SyncMode::name))
+            .map(|name| name.parse::<SyncMode>().expect("a listed sync mode")),
+    )]
     pub sync: SyncMode,
 
     /// fdatasync interval for --sync periodic, in milliseconds.
@@ -73,9 +78,54 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
 
     /// Keys per second the background reclaimer examines for expired and
-    /// flushed items (0: never reclaim).
+    /// flushed items and old tombstones (0: never reclaim).
     #[arg(long, env = "MCSTORE_RECLAIM_RATE", default_value_t = 50_000)]
     pub reclaim_rate: u64,
+
+    /// How long a deleted key's tombstone is kept (so that a late write
+    /// from a replica cannot bring it back) before it is purged: a number
+    /// with a unit, ms, s, m, h or d.
+    #[arg(long, env = "MCSTORE_TOMBSTONE_GRACE", default_value = "24h", value_parser = parse_duration)]
+    pub tombstone_grace: Duration,
+
+    /// Write-ahead log kept for change-stream consumers (replicas) that lag
+    /// behind, at most (k, m, g suffixes); beyond it a lagging consumer is
+    /// told it needs a full resync.
+    #[arg(long, env = "MCSTORE_WAL_RETENTION", default_value = "1g", value_parser = parse_size)]
+    pub wal_retention: usize,
+
+    /// How far ahead of this node's clock a version from another node may
+    /// be and still be applied (ms, s suffixes); later ones are refused and
+    /// counted.
+    #[arg(long, env = "MCSTORE_MAX_CLOCK_SKEW", default_value = "500ms", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `3h`, `1d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration (examples: 500ms, 30s, 3h, 1d)"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(millis_per_unit))
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is not a duration (examples: 500ms, 30s, 3h, 1d)"))
 }
 
 /// Parses `1048576`, `512k`, `1m`, `2g`.
@@ -98,17 +148,24 @@ fn parse_size(text: &str) -> Result<usize, String> {
 impl Config {
     /// The store part of the configuration.
     pub fn store(&self) -> StoreConfig {
+        let rules = ItemRules {
+            max_item_size: self.max_item_size as u64,
+            item_size: mcstore_protocol::item_size,
+            parse_number: mcstore_protocol::number::parse_u64,
+        };
         StoreConfig {
             sync: self.sync,
             sync_interval: Duration::from_millis(self.sync_interval_ms.max(1)),
             max_batch: self.max_batch.max(1),
-            max_item_size: self.max_item_size,
             cache_bytes: self.cache_size as u64,
             wal_segment_bytes: self.wal_segment_size as u64,
+            wal_retention_bytes: self.wal_retention as u64,
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms.max(10)),
             reclaim_keys_per_sec: self.reclaim_rate,
+            tombstone_grace: self.tombstone_grace,
+            max_clock_skew: self.max_clock_skew,
             max_pending_writes: self.max_pending_writes.max(1),
-            ..StoreConfig::new(&self.data_dir)
+            ..StoreConfig::new(&self.data_dir, rules)
         }
     }
 
@@ -133,6 +190,16 @@ mod tests {
         assert_eq!(parse_size("512K"), Ok(512 << 10));
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 weeks").is_err());
     }
 
     #[test]

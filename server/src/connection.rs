@@ -16,7 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::engine::Engine;
 use crate::session::{Next, Session};
 use crate::stats::Counters;
 
@@ -28,9 +27,9 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one client until it closes, asks to quit, misbehaves or the
 /// node shuts down.
-pub async fn serve<E: Engine>(
+pub async fn serve(
     mut stream: TcpStream,
-    mut session: Session<E>,
+    mut session: Session,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     counters: &Counters,
@@ -84,9 +83,9 @@ pub async fn serve<E: Engine>(
     }
 }
 
-async fn write_output<E: Engine>(
+async fn write_output(
     stream: &mut TcpStream,
-    session: &mut Session<E>,
+    session: &mut Session,
     counters: &Counters,
 ) -> std::io::Result<()> {
     if session.output.is_empty() {

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use mcstore_server::clock::SystemClock;
 use mcstore_server::config::Config;
 use mcstore_server::session::NodeInfo;
-use mcstore_server::store::Store;
+use mcstore_server::stats::Shared;
+use mcstore_storage::clock::SystemClock;
+use mcstore_storage::Store;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() {
@@ -62,6 +63,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             max_connections: config.max_connections,
             threads,
             listen: local.to_string(),
+            limits: config.limits(),
         });
         println!("listening on {local}");
         std::io::stdout().flush()?;
@@ -74,7 +76,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             }
             tracing::info!("shutting down");
         };
-        mcstore_server::server::run(listener, store.clone(), node, config.limits(), shutdown).await;
+        let shared = Arc::new(Shared::default());
+        mcstore_server::server::run(listener, store.clone(), node, shared, shutdown).await;
         anyhow::Ok(())
     })?;
     store

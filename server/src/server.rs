@@ -17,26 +17,27 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
-use crate::engine::Engine;
+use mcstore_storage::Store;
+
 use crate::session::{NodeInfo, Session};
-use crate::store::Store;
+use crate::stats::Shared;
 
 /// How long shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` resolves.
-pub async fn run<E: Engine>(
+pub async fn run(
     listener: TcpListener,
-    store: Arc<Store<E>>,
+    store: Arc<Store>,
     node: Arc<NodeInfo>,
-    limits: Limits,
+    shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits: Limits = node.limits;
     let slots = Arc::new(Semaphore::new(node.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let next_id = AtomicU64::new(1);
-    let shared = store.shared().clone();
     tokio::pin!(shutdown);
     loop {
         let (mut stream, peer) = tokio::select! {
@@ -71,7 +72,7 @@ pub async fn run<E: Engine>(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("connection", id, %peer);
-        let session = Session::new(store.clone(), node.clone());
+        let session = Session::new(store.clone(), node.clone(), shared.clone());
         let stop = stop_rx.clone();
         let done = done_tx.clone();
         let shared = shared.clone();

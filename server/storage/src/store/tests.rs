@@ -1,16 +1,17 @@
 //! Storage model test: random operations against the store and against a
 //! `HashMap`, with graceful and abrupt restarts and a clock that jumps, plus
-//! the corrupt-record path.
+//! the corrupt-record path, reclaiming, tombstones and a failed log write.
 
 use std::collections::HashMap;
-
-use std::time::Instant;
-
-use mcstore_protocol::exptime::Expiry;
-use mcstore_protocol::StoreMode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::config::ItemRules;
+use crate::engine::{Change, Checkpoint};
+use crate::expiry::Expiry;
+use crate::ops::{CounterOp, DeleteOp, FetchOp, StoreMode, StoreOp};
 
 const START: u64 = 1_800_000_000;
 
@@ -37,16 +38,57 @@ impl Rng {
     }
 }
 
+/// memcached's item rules, from the protocol crate, as the server passes them.
+pub(crate) fn memcached_rules() -> ItemRules {
+    ItemRules {
+        max_item_size: 1024 * 1024,
+        item_size: mcstore_protocol::item_size,
+        parse_number: mcstore_protocol::number::parse_u64,
+    }
+}
+
+pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig::new(dir, memcached_rules())
+}
+
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
-    let mut config = StoreConfig::new(dir);
+    let mut config = config(dir);
     config.reclaim_keys_per_sec = 0;
     config.checkpoint_interval = Duration::from_millis(50);
     config.wal_segment_bytes = 4096;
     Store::open(config, clock.clone()).expect("open store")
 }
 
-async fn write(store: &Store, op: WriteOp) -> WriteOutcome {
-    store.enqueue(op).await.outcome().await
+async fn write(store: &Store, op: Operation) -> Outcome {
+    store.execute(op).await
+}
+
+fn expiry(exptime: i32, now: u64) -> Expiry {
+    Expiry::from_deadline(mcstore_protocol::exptime::expires_at(
+        i64::from(exptime),
+        now,
+    ))
+}
+
+fn store_op(
+    mode: StoreMode,
+    key: &Bytes,
+    flags: u32,
+    exptime: i32,
+    value: &[u8],
+    now: u64,
+) -> Operation {
+    Operation::Store(StoreOp::new(
+        key.clone(),
+        mode,
+        flags,
+        expiry(exptime, now),
+        Bytes::copy_from_slice(value),
+    ))
+}
+
+fn stored(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Stored { .. })
 }
 
 fn key(i: u64) -> Bytes {
@@ -127,22 +169,12 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                     StoreMode::Append,
                     StoreMode::Prepend,
                 ][rng.below(5) as usize];
-                let outcome = write(
-                    &store,
-                    WriteOp::Store {
-                        mode,
-                        key: k.clone(),
-                        flags,
-                        exptime,
-                        value: Bytes::from(value.clone()),
-                    },
-                )
-                .await;
-                let expiry = Expiry::from_exptime(i64::from(exptime), now);
-                let expected = match (mode, &existing) {
+                let outcome = write(&store, store_op(mode, &k, flags, exptime, &value, now)).await;
+                let new_expiry = expiry(exptime, now);
+                let expected_stored = match (mode, &existing) {
                     (StoreMode::Add, Some(_))
                     | (StoreMode::Replace, None)
-                    | (StoreMode::Append | StoreMode::Prepend, None) => WriteOutcome::NotStored,
+                    | (StoreMode::Append | StoreMode::Prepend, None) => false,
                     (StoreMode::Append, Some(old)) => {
                         let mut joined = old.value.clone();
                         joined.extend_from_slice(&value);
@@ -153,7 +185,7 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                                 ..old.clone()
                             },
                         );
-                        WriteOutcome::Stored
+                        true
                     }
                     (StoreMode::Prepend, Some(old)) => {
                         let mut joined = value.clone();
@@ -165,7 +197,7 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                                 ..old.clone()
                             },
                         );
-                        WriteOutcome::Stored
+                        true
                     }
                     _ => {
                         model.insert(
@@ -173,15 +205,22 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                             Item {
                                 value: value.clone(),
                                 flags,
-                                expiry,
+                                expiry: new_expiry,
                                 cas: 0,
                             },
                         );
-                        WriteOutcome::Stored
+                        true
                     }
                 };
-                assert_eq!(outcome, expected, "step {step} {mode:?}");
-                if outcome == WriteOutcome::Stored && live(&model, &k, now).is_some() {
+                assert_eq!(
+                    stored(&outcome),
+                    expected_stored,
+                    "step {step} {mode:?}: {outcome:?}"
+                );
+                if !expected_stored {
+                    assert_eq!(outcome, Outcome::NotStored, "step {step} {mode:?}");
+                }
+                if stored(&outcome) && live(&model, &k, now).is_some() {
                     assert!(
                         all_cas.insert(learn_cas(&store, &mut model, &k)),
                         "cas repeated"
@@ -195,19 +234,16 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                 };
                 let outcome = write(
                     &store,
-                    WriteOp::Store {
-                        mode: StoreMode::Cas(unique),
-                        key: k.clone(),
-                        flags,
-                        exptime: 0,
-                        value: Bytes::from(value.clone()),
-                    },
+                    store_op(StoreMode::Cas(unique), &k, flags, 0, &value, now),
                 )
                 .await;
-                let expected = match &existing {
-                    None => WriteOutcome::NotFound,
-                    Some(item) if item.cas != unique => WriteOutcome::Exists,
+                match &existing {
+                    None => assert_eq!(outcome, Outcome::NotFound, "step {step} cas"),
+                    Some(item) if item.cas != unique => {
+                        assert_eq!(outcome, Outcome::Exists, "step {step} cas")
+                    }
                     Some(_) => {
+                        assert!(stored(&outcome), "step {step} cas: {outcome:?}");
                         model.insert(
                             k.clone(),
                             Item {
@@ -217,23 +253,19 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                                 cas: 0,
                             },
                         );
-                        WriteOutcome::Stored
+                        assert!(
+                            all_cas.insert(learn_cas(&store, &mut model, &k)),
+                            "cas repeated"
+                        );
                     }
-                };
-                assert_eq!(outcome, expected, "step {step} cas");
-                if outcome == WriteOutcome::Stored {
-                    assert!(
-                        all_cas.insert(learn_cas(&store, &mut model, &k)),
-                        "cas repeated"
-                    );
                 }
             }
             40..=49 => {
-                let outcome = write(&store, WriteOp::Delete { key: k.clone() }).await;
+                let outcome = write(&store, Operation::Delete(DeleteOp::new(k.clone()))).await;
                 let expected = if existing.is_some() {
-                    WriteOutcome::Deleted
+                    Outcome::Deleted
                 } else {
-                    WriteOutcome::NotFound
+                    Outcome::NotFound
                 };
                 model.remove(&k);
                 assert_eq!(outcome, expected, "step {step} delete");
@@ -243,27 +275,26 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                 let delta = rng.below(50);
                 let outcome = write(
                     &store,
-                    WriteOp::Arithmetic {
-                        key: k.clone(),
-                        increment,
-                        delta,
-                    },
+                    Operation::Counter(CounterOp::new(k.clone(), increment, delta)),
                 )
                 .await;
                 match &existing {
-                    None => assert_eq!(outcome, WriteOutcome::NotFound),
+                    None => assert_eq!(outcome, Outcome::NotFound),
                     Some(item) => match std::str::from_utf8(&item.value)
                         .ok()
                         .and_then(|s| s.trim_end().parse::<u64>().ok())
                     {
-                        None => assert_eq!(outcome, WriteOutcome::NonNumeric, "step {step}"),
+                        None => assert_eq!(outcome, Outcome::NonNumeric, "step {step}"),
                         Some(current) => {
                             let next = if increment {
                                 current.wrapping_add(delta)
                             } else {
                                 current.saturating_sub(delta)
                             };
-                            assert_eq!(outcome, WriteOutcome::Number(next), "step {step}");
+                            let Outcome::Counter(result) = &outcome else {
+                                panic!("step {step}: {outcome:?}");
+                            };
+                            assert_eq!(result.number, next, "step {step}");
                             let mut text = next.to_string().into_bytes();
                             if text.len() <= item.value.len() {
                                 text.resize(item.value.len(), b' ');
@@ -287,13 +318,7 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                 let number = rng.below(100).to_string();
                 write(
                     &store,
-                    WriteOp::Store {
-                        mode: StoreMode::Set,
-                        key: k.clone(),
-                        flags: 0,
-                        exptime: 0,
-                        value: Bytes::from(number.clone()),
-                    },
+                    store_op(StoreMode::Set, &k, 0, 0, number.as_bytes(), now),
                 )
                 .await;
                 model.insert(
@@ -311,24 +336,20 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                 );
             }
             73..=80 => {
+                let new_expiry = expiry(exptime, now);
                 let outcome = write(
                     &store,
-                    WriteOp::Touch {
-                        key: k.clone(),
-                        exptime,
-                        return_item: false,
-                    },
+                    Operation::Fetch(FetchOp::touch(k.clone(), new_expiry)),
                 )
                 .await;
                 match &existing {
-                    None => assert_eq!(outcome, WriteOutcome::NotFound),
+                    None => assert_eq!(outcome, Outcome::NotFound),
                     Some(item) => {
-                        assert_eq!(outcome, WriteOutcome::Touched);
-                        let expiry = Expiry::from_exptime(i64::from(exptime), now);
+                        assert!(matches!(outcome, Outcome::Fetched(_)), "{outcome:?}");
                         model.insert(
                             k.clone(),
                             Item {
-                                expiry,
+                                expiry: new_expiry,
                                 ..item.clone()
                             },
                         );
@@ -337,8 +358,8 @@ async fn store_matches_a_hashmap_model_across_restarts() {
             }
             81..=82 => {
                 assert_eq!(
-                    write(&store, WriteOp::FlushAll { delay: 0 }).await,
-                    WriteOutcome::Ok
+                    write(&store, Operation::FlushAll { deadline: now - 1 }).await,
+                    Outcome::Done
                 );
                 model.clear();
             }
@@ -356,7 +377,7 @@ async fn store_matches_a_hashmap_model_across_restarts() {
         }
         check_all(&store, &model, clock.now_secs(), step).await;
     }
-    let items = store.shared().items.load(Ordering::Relaxed);
+    let items = store.stats().items.load(Ordering::Relaxed);
     let live_count = (0..16)
         .filter(|&i| live(&model, &key(i), clock.now_secs()).is_some())
         .count() as u64;
@@ -367,6 +388,17 @@ async fn store_matches_a_hashmap_model_across_restarts() {
     store.shutdown().unwrap();
 }
 
+fn set(key: &'static str, exptime: i32) -> Operation {
+    store_op(
+        StoreMode::Set,
+        &Bytes::from_static(key.as_bytes()),
+        0,
+        exptime,
+        b"v",
+        START,
+    )
+}
+
 #[tokio::test]
 async fn a_corrupt_record_is_reported_and_counted_never_returned() {
     let dir = tempfile::tempdir().unwrap();
@@ -375,19 +407,14 @@ async fn a_corrupt_record_is_reported_and_counted_never_returned() {
     let k = Bytes::from_static(b"victim");
     write(
         &store,
-        WriteOp::Store {
-            mode: StoreMode::Set,
-            key: k.clone(),
-            flags: 0,
-            exptime: 0,
-            value: Bytes::from_static(b"precious"),
-        },
+        store_op(StoreMode::Set, &k, 0, 0, b"precious", START),
     )
     .await;
     // Flip a byte of the value behind the store's back.
     let mut bytes = store.engine.get(&k).unwrap().unwrap().to_vec();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x20;
+    let checkpoint: Checkpoint = store.engine.checkpoint().unwrap().unwrap();
     store
         .engine
         .apply(
@@ -395,36 +422,27 @@ async fn a_corrupt_record_is_reported_and_counted_never_returned() {
                 key: k.clone(),
                 record: Bytes::from(bytes),
             }],
-            &store.engine.checkpoint().unwrap().unwrap(),
+            &checkpoint,
         )
         .unwrap();
     assert!(matches!(store.get(&k), Err(ReadError::Corrupt(_))));
-    assert_eq!(store.shared().corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(store.stats().corrupt_records.load(Ordering::Relaxed), 1);
     // Read-modify-write commands refuse it too, with an error, not a panic.
-    let outcome = write(
-        &store,
-        WriteOp::Store {
-            mode: StoreMode::Append,
-            key: k.clone(),
-            flags: 0,
-            exptime: 0,
-            value: Bytes::from_static(b"x"),
-        },
+    let outcome = write(&store, store_op(StoreMode::Append, &k, 0, 0, b"x", START)).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed(WriteError::Corrupt(_))),
+        "{outcome:?}"
+    );
+    assert!(format!(
+        "{}",
+        match outcome {
+            Outcome::Failed(e) => e,
+            _ => unreachable!(),
+        }
     )
-    .await;
-    assert!(matches!(outcome, WriteOutcome::Failed(message) if message.contains("corrupt")));
+    .contains("corrupt"));
     // A plain set replaces it.
-    write(
-        &store,
-        WriteOp::Store {
-            mode: StoreMode::Set,
-            key: k.clone(),
-            flags: 0,
-            exptime: 0,
-            value: Bytes::from_static(b"fresh"),
-        },
-    )
-    .await;
+    write(&store, store_op(StoreMode::Set, &k, 0, 0, b"fresh", START)).await;
     assert!(matches!(store.get(&k), Ok(Lookup::Hit(record)) if record.value == "fresh"));
     store.shutdown().unwrap();
 }
@@ -433,37 +451,57 @@ async fn a_corrupt_record_is_reported_and_counted_never_returned() {
 async fn expired_and_flushed_items_are_invisible_at_once_and_reclaimed() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let mut config = StoreConfig::new(dir.path());
+    let mut config = config(dir.path());
     config.reclaim_keys_per_sec = 1_000_000;
     let store = Store::open(config, clock.clone()).unwrap();
-    let set = |key: &'static str, exptime| WriteOp::Store {
-        mode: StoreMode::Set,
-        key: Bytes::from_static(key.as_bytes()),
-        flags: 0,
-        exptime,
-        value: Bytes::from_static(b"v"),
-    };
     write(&store, set("short", 10)).await;
     write(&store, set("long", 0)).await;
-    assert_eq!(store.shared().items.load(Ordering::Relaxed), 2);
+    assert_eq!(store.stats().items.load(Ordering::Relaxed), 2);
     clock.advance_secs(10);
     assert_eq!(store.get(b"short").unwrap(), Lookup::Expired);
     assert!(matches!(store.get(b"long").unwrap(), Lookup::Hit(_)));
-    write(&store, WriteOp::FlushAll { delay: 0 }).await;
+    // The reclaimer turns the expired item into a tombstone at its own
+    // version, so that no older write from a replica can bring it back.
+    wait_for(|| store.stats().items.load(Ordering::Relaxed) == 1);
+    assert_eq!(store.get(b"short").unwrap(), Lookup::Miss);
+    let tombstone = store.get_record(b"short").unwrap().unwrap();
+    assert!(tombstone.is_tombstone());
+    assert_eq!(tombstone.version.timestamp.secs(), START);
+    assert_eq!(store.stats().tombstones.load(Ordering::Relaxed), 1);
+    // A flushed item goes without a trace: the markers keep it hidden.
+    write(
+        &store,
+        Operation::FlushAll {
+            deadline: START + 9,
+        },
+    )
+    .await;
     assert_eq!(store.get(b"long").unwrap(), Lookup::Flushed);
-    write(&store, set("after", 0)).await;
+    clock.advance_millis(1);
+    write(
+        &store,
+        store_op(
+            StoreMode::Set,
+            &Bytes::from_static(b"after"),
+            0,
+            0,
+            b"v",
+            START + 11,
+        ),
+    )
+    .await;
     assert!(matches!(store.get(b"after").unwrap(), Lookup::Hit(_)));
-    // The reclaimer removes both dead items and the count follows.
+    wait_for(|| store.get_record(b"long").unwrap().is_none());
+    assert_eq!(store.stats().items.load(Ordering::Relaxed), 1);
+    store.shutdown().unwrap();
+}
+
+fn wait_for(condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.shared().items.load(Ordering::Relaxed) != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "reclaimer did not remove dead items"
-        );
+    while !condition() {
+        assert!(Instant::now() < deadline, "the reclaimer did not get there");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(store.get(b"short").unwrap(), Lookup::Miss);
-    store.shutdown().unwrap();
 }
 
 #[tokio::test]
@@ -476,23 +514,42 @@ async fn a_failed_log_write_is_never_acknowledged() {
     std::os::unix::fs::symlink("/dev/full", wal.join(format!("{:020}.wal", 1))).unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
     let store = open(dir.path(), &clock);
-    let set = || WriteOp::Store {
-        mode: StoreMode::Set,
-        key: Bytes::from_static(b"k"),
-        flags: 0,
-        exptime: 0,
-        value: Bytes::from_static(b"v"),
-    };
-    let outcome = write(&store, set()).await;
+    let outcome = write(&store, set("k", 0)).await;
     assert!(
-        matches!(&outcome, WriteOutcome::Failed(message) if message.contains("write-ahead log")),
+        matches!(&outcome, Outcome::Failed(err) if err.to_string().contains("write-ahead log")),
         "{outcome:?}"
     );
-    // Nothing became visible, and the writer refuses later writes too.
+    // Nothing became visible, and the pipeline refuses later writes too.
     assert_eq!(store.get(b"k").unwrap(), Lookup::Miss);
     assert!(matches!(
-        write(&store, set()).await,
-        WriteOutcome::Failed(_)
+        write(&store, set("k", 0)).await,
+        Outcome::Failed(WriteError::Refusing(_))
     ));
     assert_eq!(store.get(b"k").unwrap(), Lookup::Miss);
+}
+
+#[tokio::test]
+async fn counters_read_stored_values_like_strtoull() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_secs(START));
+    let store = open(dir.path(), &clock);
+    for (stored, expected) in [
+        (&b"12"[..], Some(13)),
+        (b" 12", Some(13)),
+        (b"12 ", Some(13)),
+        (b"1 2", Some(2)),
+        (b"12\0junk", Some(13)),
+        (b"12a", None),
+        (b"-1", None),
+        (b"18446744073709551616", None),
+    ] {
+        let k = Bytes::from_static(b"counter");
+        write(&store, store_op(StoreMode::Set, &k, 0, 0, stored, START)).await;
+        let outcome = write(&store, Operation::Counter(CounterOp::new(k, true, 1))).await;
+        match (outcome, expected) {
+            (Outcome::Counter(result), Some(number)) => assert_eq!(result.number, number),
+            (Outcome::NonNumeric, None) => {}
+            (other, _) => panic!("{stored:?}: {other:?}"),
+        }
+    }
 }

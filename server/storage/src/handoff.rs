@@ -1,11 +1,11 @@
-//! The hand-off between connection tasks and the writer thread.
+//! The hand-off between connection tasks and the commit pipeline.
 //!
-//! Connections [`Queue::push`] write operations; the writer thread blocks in
+//! Connections [`Queue::push`] write operations; the commit pipeline blocks in
 //! [`Queue::take_batch`] and takes everything queued at once (that is the
 //! group in group commit). Each operation carries a [`Completer`]; its
 //! connection awaits the matching [`Completion`], a tiny one-shot future.
 //!
-//! Invariants, checked with loom (`cargo test -p mcstore-server --features
+//! Invariants, checked with loom (`cargo test -p mcstore-storage --features
 //! loom-model --lib handoff`):
 //! - every pushed item is taken exactly once, in push order, unless the
 //!   push failed because the queue was closed (the item is handed back);

@@ -1,19 +1,17 @@
 //! Criterion micro-benchmarks of the storage path: encoding and decoding a
 //! stored record (with its crc32), and committing batches of 1, 32 and 1024
-//! writes through the writer (log append, one fdatasync, sled apply).
+//! writes through the commit pipeline (log append, one fdatasync, sled apply).
 //!
-//! `cargo bench -p mcstore-server --bench storage`
+//! `cargo bench -p mcstore-storage --bench storage`
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use mcstore_protocol::exptime::Expiry;
-use mcstore_protocol::StoreMode;
-use mcstore_server::clock::SystemClock;
-use mcstore_server::record::Record;
-use mcstore_server::store::{Store, StoreConfig};
-use mcstore_server::writer::{SyncMode, WriteOp, WriteOutcome};
+use mcstore_storage::clock::SystemClock;
+use mcstore_storage::ops::{StoreMode, StoreOp};
+use mcstore_storage::version::{NodeId, Timestamp};
+use mcstore_storage::{Expiry, ItemRules, Operation, Outcome, Record, Store, StoreConfig, SyncMode, Version};
 
 fn record_codec(c: &mut Criterion) {
     let key = vec![b'k'; 64];
@@ -21,11 +19,14 @@ fn record_codec(c: &mut Criterion) {
         flags: 7,
         expiry: Expiry::At(1_900_000_000),
         cas: 123_456,
-        version: 1_800_000_000_000_000_000,
+        version: Version {
+            timestamp: Timestamp::from_millis(1_800_000_000_000),
+            node: NodeId(7),
+        },
         marks: 0,
         value: Bytes::from(vec![b'v'; 100]),
     };
-    let encoded = record.encode(&key);
+    let encoded = Bytes::from(record.encode(&key));
     let mut group = c.benchmark_group("record");
     group.throughput(Throughput::Bytes(encoded.len() as u64));
     group.bench_function("encode", |b| b.iter(|| record.encode(&key)));
@@ -43,7 +44,12 @@ fn batch_commit(c: &mut Criterion) {
     group.sample_size(20);
     for sync in [SyncMode::Always, SyncMode::None] {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::new(dir.path());
+        let rules = ItemRules {
+            max_item_size: 1024 * 1024,
+            item_size: mcstore_protocol::item_size,
+            parse_number: mcstore_protocol::number::parse_u64,
+        };
+        let mut config = StoreConfig::new(dir.path(), rules);
         config.sync = sync;
         config.max_batch = 1024;
         let store = Store::open(config, Arc::new(SystemClock)).unwrap();
@@ -57,17 +63,17 @@ fn batch_commit(c: &mut Criterion) {
                         (0..batch)
                             .map(|_| {
                                 next_key += 1;
-                                WriteOp::Store {
-                                    mode: StoreMode::Set,
-                                    key: Bytes::from(format!("key:{next_key:060}")),
-                                    flags: 0,
-                                    exptime: 0,
-                                    value: Bytes::from(vec![b'v'; 100]),
-                                }
+                                Operation::Store(StoreOp::new(
+                                    Bytes::from(format!("key:{next_key:060}")),
+                                    StoreMode::Set,
+                                    0,
+                                    Expiry::Never,
+                                    Bytes::from(vec![b'v'; 100]),
+                                ))
                             })
                             .collect::<Vec<_>>()
                     },
-                    // All writes are queued before the writer wakes up with
+                    // All writes are queued before the pipeline wakes up with
                     // them, so they commit as one batch.
                     |ops| {
                         runtime.block_on(async {
@@ -76,7 +82,7 @@ fn batch_commit(c: &mut Criterion) {
                                 pending.push(store.enqueue(op).await);
                             }
                             for write in pending {
-                                assert_eq!(write.outcome().await, WriteOutcome::Stored);
+                                assert!(matches!(write.outcome().await, Outcome::Stored { .. }));
                             }
                         })
                     },

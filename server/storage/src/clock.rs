@@ -1,4 +1,5 @@
-//! Time, behind a trait so that expiry can be tested without sleeping.
+//! Wall-clock time, behind a trait so that expiry, tombstone grace and the
+//! hybrid clock can be tested without sleeping.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,6 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Unix time in nanoseconds.
     fn now_nanos(&self) -> u64;
+
+    /// Unix time in milliseconds.
+    fn now_millis(&self) -> u64 {
+        self.now_nanos() / 1_000_000
+    }
 
     /// Unix time in seconds.
     fn now_secs(&self) -> u64 {
@@ -41,9 +47,19 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward by whole seconds.
     pub fn advance_secs(&self, secs: u64) {
         self.nanos.fetch_add(secs * 1_000_000_000, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward by milliseconds.
+    pub fn advance_millis(&self, millis: u64) {
+        self.nanos.fetch_add(millis * 1_000_000, Ordering::SeqCst);
+    }
+
+    /// Moves the clock back by milliseconds (a wall clock stepped back by NTP).
+    pub fn rewind_millis(&self, millis: u64) {
+        self.nanos.fetch_sub(millis * 1_000_000, Ordering::SeqCst);
     }
 }
 

@@ -1,11 +1,13 @@
 //! The write-ahead log: the ordered, durable stream of changes.
 //!
-//! Every change the writer makes is appended here, with a sequence number,
-//! before it is applied to the engine. With `--sync always` the log is
-//! `fdatasync`ed before any reply or any reader sees the change, which is
+//! Every change the commit pipeline makes is appended here, with a sequence
+//! number, before it is applied to the engine. With `--sync always` the log
+//! is `fdatasync`ed before any reply or any reader sees the change, which is
 //! what makes a `STORED` survive `kill -9` and power loss even though sled's
 //! own `flush` does not fsync. On start the log is replayed past the last
-//! sequence the engine holds durably; later, replication ships it.
+//! sequence the engine holds durably. While the node runs, the log is also
+//! the change stream ([`stream`]) replicas follow, and segments are kept for
+//! the registered [`cursors`] up to the retention bound.
 //!
 //! On disk: `<dir>/<first seq, 20 digits>.wal` segments, each a sequence of
 //! frames `[payload length: u32][crc32 of payload: u32][payload]`, followed by
@@ -15,6 +17,15 @@
 //! frame header ends a segment. A torn frame at the end of the newest segment
 //! (a crash mid-write) is cut off on open; a bad frame anywhere else is
 //! corruption and stops the node.
+//!
+//! A payload is `[seq: u64][kind: u8][items: i64][bytes: i64]`, for this
+//! release's kinds `[tombstones: i64]`, then `[key length: u32][key][body]`.
+//! Kinds 1-3 are the frames of earlier releases (put, delete, flush with
+//! nanosecond markers); this release writes 4-7 (a client's put, a put
+//! applied from a replica, a housekeeping removal, a flush).
+
+pub mod cursors;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -25,19 +36,35 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::engine::Change;
 use crate::flush::FlushMarkers;
 
-/// How a change moves the node's item and byte counts (the `curr_items` and
-/// `bytes` statistics), recorded with it so that replay restores the counts
-/// exactly without re-reading the engine.
+/// How a change moves the node's item, byte and tombstone counts (the
+/// `curr_items` and `bytes` statistics), recorded with it so that replay
+/// restores the counts exactly without re-reading the engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accounting {
-    /// Change in the number of stored records.
+    /// Change in the number of stored item records.
     pub items: i64,
-    /// Change in accounted bytes.
+    /// Change in accounted bytes of item records.
     pub bytes: i64,
+    /// Change in the number of stored tombstones.
+    pub tombstones: i64,
+}
+
+/// Where a change came from, which decides whether replication ships it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A client's write evaluated on this node: replicas need it.
+    Client,
+    /// A record written by another node and applied here: already where it
+    /// came from, not shipped again.
+    Replica,
+    /// Local housekeeping (reclaiming an expired or flushed item, purging a
+    /// tombstone, a flush marker): never shipped; every node does its own.
+    Housekeeping,
 }
 
 /// One change with its place in the log.
@@ -49,10 +76,13 @@ pub struct LogEntry {
     pub change: Change,
     /// How the counts moved.
     pub accounting: Accounting,
+    /// Where it came from.
+    pub origin: Origin,
 }
 
 /// Errors of the log.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum WalError {
     /// An I/O error.
     #[error("write-ahead log I/O error: {0}")]
@@ -65,13 +95,47 @@ pub enum WalError {
         /// Where the bad frame starts.
         offset: u64,
         /// What is wrong.
-        reason: String,
+        reason: FrameError,
     },
 }
 
-const KIND_PUT: u8 = 1;
-const KIND_DELETE: u8 = 2;
-const KIND_FLUSH: u8 = 3;
+/// What is wrong with a frame.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer bytes than a frame header.
+    #[error("partial frame header")]
+    PartialHeader,
+    /// A length no frame can have.
+    #[error("frame length {0} is implausible")]
+    ImplausibleLength(usize),
+    /// Fewer bytes than the header announces.
+    #[error("partial frame")]
+    Partial,
+    /// The crc32 does not match.
+    #[error("frame checksum mismatch")]
+    ChecksumMismatch,
+    /// A payload too short for its fields.
+    #[error("payload of {0} bytes is too short")]
+    ShortPayload(usize),
+    /// The key length runs past the payload.
+    #[error("key runs past the payload")]
+    KeyOverrun,
+    /// Unreadable flush markers.
+    #[error("bad flush markers")]
+    BadFlushMarkers,
+    /// A kind this build does not know.
+    #[error("unknown entry kind {0}")]
+    UnknownKind(u8),
+}
+
+const KIND_LEGACY_PUT: u8 = 1;
+const KIND_LEGACY_DELETE: u8 = 2;
+const KIND_LEGACY_FLUSH: u8 = 3;
+const KIND_CLIENT_PUT: u8 = 4;
+const KIND_REPLICA_PUT: u8 = 5;
+const KIND_REMOVE: u8 = 6;
+const KIND_FLUSH: u8 = 7;
 const FRAME_HEADER: usize = 8;
 /// How far ahead of the write position the active segment is zero-filled.
 pub const PREALLOCATE_STEP: u64 = 1 << 20;
@@ -86,8 +150,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The segments on disk, shared between the writer (which adds) and the
-/// checkpointer (which removes those the engine holds durably).
+/// The segments on disk, shared between the commit pipeline (which adds),
+/// the checkpointer (which removes those nothing needs any more) and the
+/// change-stream readers (which look up where a sequence lives).
 #[derive(Debug, Clone, Default)]
 pub struct Segments {
     /// First sequence number of each segment, in order; the last is active.
@@ -96,14 +161,14 @@ pub struct Segments {
 
 impl Segments {
     /// Deletes every segment whose entries all have a sequence number at or
-    /// below `durable_seq`, never the active one. Returns how many it removed.
-    pub fn remove_through(&self, durable_seq: u64) -> io::Result<usize> {
+    /// below `through`, never the active one. Returns how many it removed.
+    pub fn remove_through(&self, through: u64) -> io::Result<usize> {
         let doomed: Vec<(u64, PathBuf)> = {
             let firsts = self.firsts.lock().expect("segments lock");
             let starts: Vec<u64> = firsts.keys().copied().collect();
             starts
                 .windows(2)
-                .filter(|pair| pair[1] - 1 <= durable_seq)
+                .filter(|pair| pair[1] - 1 <= through)
                 .map(|pair| (pair[0], firsts[&pair[0]].clone()))
                 .collect()
         };
@@ -118,6 +183,21 @@ impl Segments {
         Ok(doomed.len())
     }
 
+    /// Each closed segment's first sequence and size in bytes, oldest first
+    /// (the active segment is left out: it is never removed).
+    pub fn closed(&self) -> Vec<(u64, u64, u64)> {
+        let firsts = self.firsts.lock().expect("segments lock");
+        let starts: Vec<(u64, PathBuf)> = firsts.iter().map(|(k, v)| (*k, v.clone())).collect();
+        drop(firsts);
+        starts
+            .windows(2)
+            .map(|pair| {
+                let size = fs::metadata(&pair[0].1).map_or(0, |m| m.len());
+                (pair[0].0, pair[1].0 - 1, size)
+            })
+            .collect()
+    }
+
     /// Total bytes of all segments (for `stats store`).
     pub fn disk_bytes(&self) -> u64 {
         let firsts = self.firsts.lock().expect("segments lock");
@@ -128,6 +208,35 @@ impl Segments {
             .sum()
     }
 
+    /// The first sequence number still on disk.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.firsts
+            .lock()
+            .expect("segments lock")
+            .keys()
+            .next()
+            .copied()
+    }
+
+    /// The segment holding `seq`: its first sequence and path, if it is
+    /// still on disk.
+    pub fn holding(&self, seq: u64) -> Option<(u64, PathBuf)> {
+        let firsts = self.firsts.lock().expect("segments lock");
+        firsts
+            .range(..=seq)
+            .next_back()
+            .map(|(first, path)| (*first, path.clone()))
+    }
+
+    /// The segment that starts at `seq`, if any.
+    pub fn starting_at(&self, seq: u64) -> Option<PathBuf> {
+        self.firsts
+            .lock()
+            .expect("segments lock")
+            .get(&seq)
+            .cloned()
+    }
+
     fn add(&self, first: u64, path: PathBuf) {
         self.firsts
             .lock()
@@ -136,7 +245,7 @@ impl Segments {
     }
 }
 
-/// The appending side of the log, owned by the writer thread.
+/// The appending side of the log, owned by the commit pipeline.
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
@@ -151,6 +260,8 @@ pub struct Wal {
     buffer: Vec<u8>,
     /// Bytes written since the last sync.
     unsynced: bool,
+    /// The last sequence change-stream readers may read.
+    published: watch::Sender<u64>,
 }
 
 impl Wal {
@@ -188,6 +299,7 @@ impl Wal {
                     replay(entry);
                 }
             })?;
+            last_seq = last_seq.max(first.saturating_sub(1));
             segments.add(first, path);
         }
         let next_seq = last_seq + 1;
@@ -196,23 +308,24 @@ impl Wal {
         // torn bytes were cut above): writing starts at its beginning.
         let active = open_segment(&path)?;
         let allocated = active.metadata()?.len();
-        let active_len = 0;
         sync_dir(dir)?;
         segments.add(next_seq, path);
+        let (published, _) = watch::channel(last_seq);
         Ok(Wal {
             dir: dir.to_path_buf(),
             active,
-            active_len,
+            active_len: 0,
             allocated,
             next_seq,
             segment_limit,
             segments,
             buffer: Vec::new(),
             unsynced: false,
+            published,
         })
     }
 
-    /// The shared segment list, for the checkpointer.
+    /// The shared segment list.
     pub fn segments(&self) -> Segments {
         self.segments.clone()
     }
@@ -222,18 +335,35 @@ impl Wal {
         self.next_seq
     }
 
+    /// Where change-stream readers learn the last sequence they may read.
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Lets change-stream readers read everything through `seq` (called once
+    /// the entries are as durable as the sync mode promises).
+    pub fn publish(&self, seq: u64) {
+        self.published.send_if_modified(|published| {
+            let newer = seq > *published;
+            if newer {
+                *published = seq;
+            }
+            newer
+        });
+    }
+
     /// Appends changes with consecutive sequence numbers (written, not yet
     /// synced) and returns the last sequence number used.
     pub fn append<'a>(
         &mut self,
-        changes: impl IntoIterator<Item = (&'a Change, Accounting)>,
+        changes: impl IntoIterator<Item = (&'a Change, Accounting, Origin)>,
     ) -> Result<u64, WalError> {
         if self.active_len >= self.segment_limit {
             self.roll()?;
         }
         self.buffer.clear();
-        for (change, accounting) in changes {
-            encode_frame(&mut self.buffer, self.next_seq, change, accounting);
+        for (change, accounting, origin) in changes {
+            encode_frame(&mut self.buffer, self.next_seq, change, accounting, origin);
             self.next_seq += 1;
         }
         let end = self.active_len + self.buffer.len() as u64;
@@ -296,18 +426,26 @@ fn open_segment(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn encode_frame(out: &mut Vec<u8>, seq: u64, change: &Change, accounting: Accounting) {
+fn encode_frame(
+    out: &mut Vec<u8>,
+    seq: u64,
+    change: &Change,
+    accounting: Accounting,
+    origin: Origin,
+) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
     out.extend_from_slice(&seq.to_le_bytes());
-    let (kind, key, body): (u8, &[u8], &[u8]) = match change {
-        Change::Put { key, record } => (KIND_PUT, key, record),
-        Change::Delete { key } => (KIND_DELETE, key, &[]),
-        Change::Flush(_) => (KIND_FLUSH, &[], &[]),
+    let (kind, key, body): (u8, &[u8], &[u8]) = match (change, origin) {
+        (Change::Put { key, record }, Origin::Replica) => (KIND_REPLICA_PUT, key, record),
+        (Change::Put { key, record }, _) => (KIND_CLIENT_PUT, key, record),
+        (Change::Remove { key }, _) => (KIND_REMOVE, key, &[]),
+        (Change::Flush(_), _) => (KIND_FLUSH, &[], &[]),
     };
     out.push(kind);
     out.extend_from_slice(&accounting.items.to_le_bytes());
     out.extend_from_slice(&accounting.bytes.to_le_bytes());
+    out.extend_from_slice(&accounting.tombstones.to_le_bytes());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
     if let Change::Flush(markers) = change {
@@ -321,38 +459,99 @@ fn encode_frame(out: &mut Vec<u8>, seq: u64, change: &Change, accounting: Accoun
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn decode_payload(payload: &[u8]) -> Result<LogEntry, String> {
-    let fixed = 8 + 1 + 8 + 8 + 4;
-    if payload.len() < fixed {
-        return Err(format!("payload of {} bytes is too short", payload.len()));
-    }
-    let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
-    let seq = u64_at(0);
-    let kind = payload[8];
+fn decode_payload(payload: &[u8]) -> Result<LogEntry, FrameError> {
+    let u64_at = |at: usize| -> Result<u64, FrameError> {
+        payload
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .ok_or(FrameError::ShortPayload(payload.len()))
+    };
+    let seq = u64_at(0)?;
+    let kind = *payload
+        .get(8)
+        .ok_or(FrameError::ShortPayload(payload.len()))?;
+    let legacy = matches!(
+        kind,
+        KIND_LEGACY_PUT | KIND_LEGACY_DELETE | KIND_LEGACY_FLUSH
+    );
     let accounting = Accounting {
-        items: u64_at(9) as i64,
-        bytes: u64_at(17) as i64,
+        items: u64_at(9)? as i64,
+        bytes: u64_at(17)? as i64,
+        tombstones: if legacy { 0 } else { u64_at(25)? as i64 },
     };
-    let key_len = u32::from_le_bytes(payload[25..29].try_into().expect("4 bytes")) as usize;
-    let Some(key) = payload.get(fixed..fixed + key_len) else {
-        return Err("key runs past the payload".into());
-    };
-    let rest = &payload[fixed + key_len..];
+    let key_at = if legacy { 25 } else { 33 };
+    let key_len = payload
+        .get(key_at..key_at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or(FrameError::ShortPayload(payload.len()))?;
+    let key_start = key_at + 4;
+    let key = payload
+        .get(key_start..key_start + key_len)
+        .ok_or(FrameError::KeyOverrun)?;
+    let rest = &payload[key_start + key_len..];
     let key = Bytes::copy_from_slice(key);
-    let change = match kind {
-        KIND_PUT => Change::Put {
-            key,
-            record: Bytes::copy_from_slice(rest),
-        },
-        KIND_DELETE => Change::Delete { key },
-        KIND_FLUSH => Change::Flush(FlushMarkers::decode(rest).ok_or("bad flush markers")?),
-        other => return Err(format!("unknown entry kind {other}")),
+    let put = |key| Change::Put {
+        key,
+        record: Bytes::copy_from_slice(rest),
+    };
+    let (change, origin) = match kind {
+        KIND_LEGACY_PUT | KIND_CLIENT_PUT => (put(key), Origin::Client),
+        KIND_REPLICA_PUT => (put(key), Origin::Replica),
+        KIND_LEGACY_DELETE | KIND_REMOVE => (Change::Remove { key }, Origin::Housekeeping),
+        KIND_LEGACY_FLUSH => (
+            Change::Flush(FlushMarkers::decode_legacy(rest).ok_or(FrameError::BadFlushMarkers)?),
+            Origin::Housekeeping,
+        ),
+        KIND_FLUSH => (
+            Change::Flush(FlushMarkers::decode(rest).ok_or(FrameError::BadFlushMarkers)?),
+            Origin::Housekeeping,
+        ),
+        other => return Err(FrameError::UnknownKind(other)),
     };
     Ok(LogEntry {
         seq,
         change,
         accounting,
+        origin,
     })
+}
+
+/// What a frame at some offset of a segment holds.
+enum FrameRead {
+    /// A frame, and the offset after it.
+    Entry(LogEntry, usize),
+    /// The zero-filled space after the last frame (or the end of the file).
+    End,
+    /// A bad frame.
+    Bad(FrameError),
+}
+
+fn decode_frame_at(bytes: &[u8], offset: usize) -> FrameRead {
+    if offset >= bytes.len() {
+        return FrameRead::End;
+    }
+    let Some(header) = bytes.get(offset..offset + FRAME_HEADER) else {
+        return FrameRead::Bad(FrameError::PartialHeader);
+    };
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if len == 0 && crc == 0 {
+        return FrameRead::End;
+    }
+    if len > MAX_FRAME {
+        return FrameRead::Bad(FrameError::ImplausibleLength(len));
+    }
+    let start = offset + FRAME_HEADER;
+    let Some(payload) = bytes.get(start..start + len) else {
+        return FrameRead::Bad(FrameError::Partial);
+    };
+    if crc32fast::hash(payload) != crc {
+        return FrameRead::Bad(FrameError::ChecksumMismatch);
+    }
+    match decode_payload(payload) {
+        Ok(entry) => FrameRead::Entry(entry, start + len),
+        Err(err) => FrameRead::Bad(err),
+    }
 }
 
 /// Reads one segment. In the newest segment a bad or partial frame is a torn
@@ -368,40 +567,16 @@ fn read_segment(
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(len).read_to_end(&mut bytes)?;
     let mut offset = 0usize;
-    let mut bad: Option<String> = None;
-    while offset < bytes.len() {
-        let Some(header) = bytes.get(offset..offset + FRAME_HEADER) else {
-            bad = Some("partial frame header".into());
-            break;
-        };
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len == 0 && crc == 0 {
-            // The zero-filled space after the last frame.
-            break;
-        }
-        if len > MAX_FRAME {
-            bad = Some(format!("frame length {len} is implausible"));
-            break;
-        }
-        let start = offset + FRAME_HEADER;
-        let Some(payload) = bytes.get(start..start + len) else {
-            bad = Some("partial frame".into());
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            bad = Some("frame checksum mismatch".into());
-            break;
-        }
-        match decode_payload(payload) {
-            Ok(entry) => each(entry),
-            Err(reason) => {
-                bad = Some(reason);
-                break;
+    let bad = loop {
+        match decode_frame_at(&bytes, offset) {
+            FrameRead::Entry(entry, next) => {
+                each(entry);
+                offset = next;
             }
+            FrameRead::End => break None,
+            FrameRead::Bad(reason) => break Some(reason),
         }
-        offset = start + len;
-    }
+    };
     if let Some(reason) = bad {
         if !is_last {
             return Err(WalError::Corrupt {
@@ -424,153 +599,4 @@ fn read_segment(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(key: &str, value: &str) -> Change {
-        Change::Put {
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            record: Bytes::copy_from_slice(value.as_bytes()),
-        }
-    }
-
-    /// Where the frames of a segment end and its zero-filled space begins
-    /// (the test values never end in a zero byte).
-    fn frames_end(bytes: &[u8]) -> usize {
-        bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
-    }
-
-    #[test]
-    fn segments_are_zero_filled_ahead_and_the_zeros_end_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = reopen(dir.path(), 0);
-        wal.append([(&put("a", "1"), Accounting::default())])
-            .unwrap();
-        wal.sync().unwrap();
-        let segment = fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        assert!(fs::metadata(&segment).unwrap().len() >= PREALLOCATE_STEP);
-        wal.append([(&put("b", "2"), Accounting::default())])
-            .unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        let (_, seen) = reopen(dir.path(), 0);
-        assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
-    }
-
-    fn reopen(dir: &Path, after: u64) -> (Wal, Vec<LogEntry>) {
-        let mut seen = Vec::new();
-        let wal = Wal::open(dir, after, 1 << 20, |entry| seen.push(entry)).unwrap();
-        (wal, seen)
-    }
-
-    #[test]
-    fn appended_entries_replay_in_order_after_the_given_sequence() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, seen) = reopen(dir.path(), 0);
-        assert!(seen.is_empty());
-        let changes = [
-            put("a", "1"),
-            Change::Delete {
-                key: Bytes::from_static(b"a"),
-            },
-            put("b", "2"),
-        ];
-        let accounting = Accounting {
-            items: 1,
-            bytes: 10,
-        };
-        let last = wal.append(changes.iter().map(|c| (c, accounting))).unwrap();
-        assert_eq!(last, 3);
-        wal.sync().unwrap();
-        drop(wal);
-        let (wal, seen) = reopen(dir.path(), 1);
-        assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(seen[1].change, changes[2]);
-        assert_eq!(seen[1].accounting, accounting);
-        assert_eq!(wal.next_seq(), 4);
-    }
-
-    #[test]
-    fn a_torn_tail_is_cut_and_later_appends_follow_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = reopen(dir.path(), 0);
-        wal.append([(&put("a", "1"), Accounting::default())])
-            .unwrap();
-        wal.append([(&put("b", "2"), Accounting::default())])
-            .unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        let segment = fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let mut bytes = fs::read(&segment).unwrap();
-        // Tear the second frame: its last bytes never reached the disk.
-        let end = frames_end(&bytes);
-        bytes[end - 3..end].fill(0);
-        fs::write(&segment, bytes).unwrap();
-        let (mut wal, seen) = reopen(dir.path(), 0);
-        assert_eq!(seen.len(), 1);
-        wal.append([(&put("c", "3"), Accounting::default())])
-            .unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        let (_, seen) = reopen(dir.path(), 0);
-        let keys: Vec<_> = seen.iter().map(|e| e.seq).collect();
-        assert_eq!(keys, vec![1, 2]);
-    }
-
-    #[test]
-    fn corruption_before_the_last_segment_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = reopen(dir.path(), 0);
-        wal.append([(&put("a", "1"), Accounting::default())])
-            .unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        // A new segment starts on every open, so the first one is now old.
-        let (wal, _) = reopen(dir.path(), 0);
-        drop(wal);
-        let mut paths: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        paths.sort();
-        let mut bytes = fs::read(&paths[0]).unwrap();
-        let last = frames_end(&bytes) - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&paths[0], bytes).unwrap();
-        let result = Wal::open(dir.path(), 0, 1 << 20, |_| {});
-        assert!(matches!(result, Err(WalError::Corrupt { .. })));
-    }
-
-    #[test]
-    fn segments_roll_and_durable_ones_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), 0, 64, |_| {}).unwrap();
-        for i in 0..10 {
-            wal.append([(
-                &put(&format!("key{i}"), "value-value-value"),
-                Accounting::default(),
-            )])
-            .unwrap();
-        }
-        wal.sync().unwrap();
-        let segments = wal.segments();
-        let before = fs::read_dir(dir.path()).unwrap().count();
-        assert!(before > 3, "expected several segments, got {before}");
-        segments.remove_through(5).unwrap();
-        drop(wal);
-        let mut seen = Vec::new();
-        Wal::open(dir.path(), 0, 64, |e| seen.push(e.seq)).unwrap();
-        assert!(seen.first().copied().unwrap() <= 6, "{seen:?}");
-        assert_eq!(seen.last().copied(), Some(10));
-    }
-}
+mod tests;

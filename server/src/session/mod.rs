@@ -1,0 +1,597 @@
+//! One connection's command execution: requests in, reply bytes out.
+//!
+//! Replies leave in request order. Writes are handed to the storage layer's
+//! commit pipeline without waiting, so a pipeline of sets lands in one group
+//! commit; their replies wait in `pending` until the next read, error or
+//! flush of the output needs everything before it resolved (a connection
+//! always reads its own writes).
+//!
+//! Meta commands (`mg ms md ma mn me`, see `docs/meta-protocol.md`) follow
+//! the same split: `ms`, `md`, `ma` and the `mg`s that touch, vivify,
+//! recache or win a stale item's token become writes; other `mg`s and `me`
+//! read directly. `q` is applied per command, as memcached does, rather
+//! than through `noreply`.
+//!
+//! - this file: routing, ordering and the read path;
+//! - [`lower`]: requests become storage operations;
+//! - [`render`]: outcomes and items become reply bytes;
+//! - [`count`]: memcached's counters, from outcomes;
+//! - [`stats_report`]: the `stats` groups.
+
+pub mod count;
+pub mod lower;
+pub mod render;
+pub mod stats_report;
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mcstore_protocol::request::Stats;
+use mcstore_protocol::{
+    Frame, Limits, MetaReply, MetaRequest, MetaStatus, Reply, Request, StoreMode,
+};
+use mcstore_storage::ops::{CounterOp, DeleteOp, FetchOp, FetchedItem, Outcome};
+use mcstore_storage::store::PendingWrite;
+use mcstore_storage::{Lookup, Operation, Store};
+
+use crate::stats::{Counters, Shared};
+
+/// The version this node reports: memcached's protocol level, then ours.
+pub const VERSION: &str = concat!("1.6.18-mcstore-", env!("CARGO_PKG_VERSION"));
+
+/// Facts about the running node that `stats` reports.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// When the node started.
+    pub started: Instant,
+    /// `--max-connections`.
+    pub max_connections: usize,
+    /// Worker threads serving connections.
+    pub threads: usize,
+    /// `--listen`.
+    pub listen: String,
+    /// The parser's limits.
+    pub limits: Limits,
+}
+
+/// What to do after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep reading requests.
+    Continue,
+    /// Discard this many bytes of input (a refused item's data), then go on.
+    Discard(u64),
+    /// Write what is buffered, then close.
+    Close,
+}
+
+/// How an outcome becomes reply bytes.
+pub(crate) enum ReplyKind {
+    Store {
+        cas: bool,
+    },
+    Delete,
+    Arithmetic {
+        increment: bool,
+        key: Bytes,
+    },
+    Touch {
+        key: Bytes,
+    },
+    GatValue {
+        key: Bytes,
+        with_cas: bool,
+    },
+    FlushAll,
+    Silent,
+    /// A meta command: the request says which flags the reply carries.
+    Meta(MetaRequest),
+}
+
+enum PendingReply {
+    Write {
+        write: PendingWrite,
+        kind: ReplyKind,
+        noreply: bool,
+    },
+    Literal(Bytes),
+}
+
+/// A connection's state.
+pub struct Session {
+    store: Arc<Store>,
+    node: Arc<NodeInfo>,
+    shared: Arc<Shared>,
+    pending: VecDeque<PendingReply>,
+    /// Reply bytes ready to be written.
+    pub output: BytesMut,
+}
+
+/// Pending writes a connection may have in flight before it waits for them.
+const MAX_PENDING: usize = 1024;
+
+impl Session {
+    /// A session on `store`.
+    pub fn new(store: Arc<Store>, node: Arc<NodeInfo>, shared: Arc<Shared>) -> Session {
+        Session {
+            store,
+            node,
+            shared,
+            pending: VecDeque::new(),
+            output: BytesMut::with_capacity(16 * 1024),
+        }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Whether replies are waiting on the commit pipeline.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Executes one parsed frame.
+    pub async fn handle(&mut self, frame: Frame) -> Next {
+        match frame {
+            Frame::Request(request) => self.execute(request).await,
+            Frame::Rejected { reply, noreply } => {
+                if !noreply {
+                    self.reply(reply).await;
+                }
+                Next::Continue
+            }
+            Frame::TooLarge {
+                mode,
+                key,
+                noreply,
+                discard,
+            } => {
+                let counters = self.counters();
+                counters.cmd_set.fetch_add(1, Ordering::Relaxed);
+                counters.store_too_large.fetch_add(1, Ordering::Relaxed);
+                if mode == StoreMode::Set {
+                    // memcached never leaves the old value behind a failed set.
+                    self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
+                        .await;
+                }
+                if !noreply {
+                    self.reply(Reply::server_error("object too large for cache"))
+                        .await;
+                }
+                Next::Discard(discard)
+            }
+            Frame::RejectedGet { reply } => {
+                self.discard_unsent().await;
+                reply.encode(&mut self.output);
+                Next::Continue
+            }
+            Frame::Swallow {
+                reply,
+                discard,
+                unlink,
+            } => {
+                if let Some(key) = unlink {
+                    self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
+                        .await;
+                }
+                self.reply(reply).await;
+                Next::Discard(discard)
+            }
+            Frame::Close(reason) => {
+                tracing::debug!(?reason, "closing connection");
+                self.discard_unsent().await;
+                Next::Close
+            }
+        }
+    }
+
+    async fn execute(&mut self, request: Request) -> Next {
+        let now = self.store.now_secs();
+        match request {
+            Request::Get(get) => match get.touch {
+                None => {
+                    self.resolve_pending().await;
+                    self.get(&get.keys, get.with_cas);
+                }
+                Some(exptime) => {
+                    let expiry = lower::expiry(exptime, now);
+                    for key in get.keys {
+                        self.counters().cmd_touch.fetch_add(1, Ordering::Relaxed);
+                        let op = Operation::Fetch(FetchOp::touch(key.clone(), expiry));
+                        let kind = ReplyKind::GatValue {
+                            key,
+                            with_cas: get.with_cas,
+                        };
+                        self.submit(op, kind, false).await;
+                    }
+                    self.literal(Bytes::from_static(b"END\r\n"));
+                }
+            },
+            Request::Store(store) => {
+                self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
+                let cas = matches!(store.mode, StoreMode::Cas(_));
+                let noreply = store.noreply;
+                let op = lower::text_store(store, now);
+                self.submit(op, ReplyKind::Store { cas }, noreply).await;
+            }
+            Request::Delete(delete) => {
+                let op = Operation::Delete(DeleteOp::new(delete.key));
+                self.submit(op, ReplyKind::Delete, delete.noreply).await;
+            }
+            Request::Arithmetic(arith) => {
+                let op = Operation::Counter(CounterOp::new(
+                    arith.key.clone(),
+                    arith.increment,
+                    arith.delta,
+                ));
+                let kind = ReplyKind::Arithmetic {
+                    increment: arith.increment,
+                    key: arith.key,
+                };
+                self.submit(op, kind, arith.noreply).await;
+            }
+            Request::Touch(touch) => {
+                self.counters().cmd_touch.fetch_add(1, Ordering::Relaxed);
+                // The item comes back (answered as `TOUCHED`) so that the
+                // touch can mark it fetched, as memcached does.
+                let op = Operation::Fetch(FetchOp::touch(
+                    touch.key.clone(),
+                    lower::expiry(touch.exptime, now),
+                ));
+                let kind = ReplyKind::Touch { key: touch.key };
+                self.submit(op, kind, touch.noreply).await;
+            }
+            Request::FlushAll(flush) => {
+                self.counters().cmd_flush.fetch_add(1, Ordering::Relaxed);
+                let op = Operation::FlushAll {
+                    deadline: lower::flush_deadline(flush.delay, now),
+                };
+                self.submit(op, ReplyKind::FlushAll, flush.noreply).await;
+            }
+            Request::Version => {
+                self.reply(Reply::Version(Bytes::from_static(VERSION.as_bytes())))
+                    .await
+            }
+            Request::Verbosity(verbosity) => {
+                if !verbosity.noreply {
+                    self.reply(Reply::Ok).await;
+                }
+            }
+            Request::Quit => {
+                self.resolve_pending().await;
+                return Next::Close;
+            }
+            Request::Stats(stats) => {
+                self.resolve_pending().await;
+                self.stats(stats);
+            }
+            Request::Meta(meta) => self.meta(meta, now).await,
+            other => {
+                tracing::debug!(request = ?other, "unsupported request");
+                self.reply(Reply::Error).await;
+            }
+        }
+        Next::Continue
+    }
+
+    /// Executes a meta command. Writes (and `mg`s that touch, create,
+    /// recache or win a stale item's token) go to the commit pipeline;
+    /// other `mg`s and `me` read directly.
+    async fn meta(&mut self, request: MetaRequest, now: u64) {
+        let changes_item = request.is_write();
+        match request {
+            MetaRequest::Noop => {
+                self.reply(Reply::Meta(MetaReply::bare(MetaStatus::Noop)))
+                    .await
+            }
+            MetaRequest::Debug(debug) => {
+                self.resolve_pending().await;
+                self.meta_debug(&debug);
+            }
+            MetaRequest::Get(get) => {
+                if changes_item {
+                    let op = lower::meta_get(&get, now);
+                    self.submit_meta(op, MetaRequest::Get(get)).await;
+                    return;
+                }
+                self.resolve_pending().await;
+                let lookup = match self.store.get(&get.key) {
+                    Ok(lookup) => lookup,
+                    Err(err) => {
+                        Reply::ServerError(err.to_string().into()).encode(&mut self.output);
+                        return;
+                    }
+                };
+                let counters = &self.shared.counters;
+                match lookup {
+                    Lookup::Hit(record) if FetchOp::read_would_win(&record) => {
+                        // This read wins the stale item's token: the commit
+                        // pipeline decides, so that only one client gets it.
+                        let op = lower::meta_get(&get, now);
+                        self.submit_meta(op, MetaRequest::Get(get)).await;
+                    }
+                    Lookup::Hit(record) => {
+                        counters.cmd_get.fetch_add(1, Ordering::Relaxed);
+                        counters.get_hits.fetch_add(1, Ordering::Relaxed);
+                        let now = self.store.now_secs();
+                        self.meta_get_hit(&get, FetchedItem::unchanged(record, now));
+                    }
+                    miss => {
+                        counters.cmd_get.fetch_add(1, Ordering::Relaxed);
+                        counters.get_misses.fetch_add(1, Ordering::Relaxed);
+                        if matches!(miss, Lookup::Expired) {
+                            counters.get_expired.fetch_add(1, Ordering::Relaxed);
+                        } else if matches!(miss, Lookup::Flushed) {
+                            counters.get_flushed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.meta_get_miss(&get);
+                    }
+                }
+            }
+            MetaRequest::Set(set) => {
+                self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
+                let op = lower::meta_set(&set, now);
+                self.submit_meta(op, MetaRequest::Set(set)).await;
+            }
+            MetaRequest::Delete(delete) => {
+                let op = lower::meta_delete(&delete, now);
+                self.submit_meta(op, MetaRequest::Delete(delete)).await;
+            }
+            MetaRequest::Arithmetic(arith) => {
+                let op = lower::meta_arithmetic(&arith, now);
+                self.submit_meta(op, MetaRequest::Arithmetic(arith)).await;
+            }
+        }
+    }
+
+    async fn submit_meta(&mut self, op: Operation, request: MetaRequest) {
+        // Meta replies decide for themselves what `q` hides.
+        self.submit(op, ReplyKind::Meta(request), false).await;
+    }
+
+    async fn submit(&mut self, op: Operation, kind: ReplyKind, noreply: bool) {
+        if self.pending.len() >= MAX_PENDING {
+            self.resolve_pending().await;
+        }
+        let write = self.store.enqueue(op).await;
+        self.pending.push_back(PendingReply::Write {
+            write,
+            kind,
+            noreply,
+        });
+    }
+
+    fn literal(&mut self, bytes: Bytes) {
+        if self.pending.is_empty() {
+            self.output.put_slice(&bytes);
+        } else {
+            self.pending.push_back(PendingReply::Literal(bytes));
+        }
+    }
+
+    /// Appends a reply after everything before it.
+    async fn reply(&mut self, reply: Reply) {
+        self.resolve_pending().await;
+        reply.encode(&mut self.output);
+    }
+
+    /// Drops every reply not yet sent, as memcached does before closing a
+    /// connection or answering a get with a bad key. The writes behind them
+    /// still complete (and are counted); only their replies are dropped.
+    async fn discard_unsent(&mut self) {
+        self.resolve_pending().await;
+        self.output.clear();
+    }
+
+    /// Waits for every pending write and writes their replies, in order.
+    pub async fn resolve_pending(&mut self) {
+        while let Some(pending) = self.pending.pop_front() {
+            match pending {
+                PendingReply::Literal(bytes) => self.output.put_slice(&bytes),
+                PendingReply::Write {
+                    write,
+                    kind,
+                    noreply,
+                } => {
+                    let outcome = write.outcome().await;
+                    count::count_outcome(&self.shared.counters, &kind, &outcome);
+                    self.note_access(&kind, &outcome);
+                    if !noreply {
+                        self.encode_outcome(kind, outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a write teaches the access table (`mg h l`, `me`): `touch` and
+    /// `gat` mark the item fetched, as memcached's do; an item given a new
+    /// cas unique but staying the same item (`md I`, a counter rewritten in
+    /// place) keeps what is known; a new item that may carry an old item's
+    /// cas (`E<cas>`, `md x`) starts afresh.
+    fn note_access(&self, kind: &ReplyKind, outcome: &Outcome) {
+        let access = &self.shared.access;
+        match (kind, outcome) {
+            (ReplyKind::Meta(MetaRequest::Delete(delete)), outcome) => {
+                let done = matches!(outcome, Outcome::Deleted | Outcome::Invalidated { .. });
+                if delete.remove_value && done {
+                    access.forget(&delete.key);
+                }
+                if let Outcome::Invalidated { old_cas, new_cas } = outcome {
+                    access.renew_cas(&delete.key, *old_cas, *new_cas);
+                }
+            }
+            (ReplyKind::Meta(MetaRequest::Set(set)), Outcome::Stored { .. })
+                if set.new_cas.is_some() =>
+            {
+                access.forget(&set.key)
+            }
+            (ReplyKind::Meta(MetaRequest::Get(get)), Outcome::Fetched(item))
+                if item.created && get.new_cas.is_some() =>
+            {
+                access.forget(&get.key)
+            }
+            (ReplyKind::Meta(MetaRequest::Arithmetic(arith)), Outcome::Counter(result)) => {
+                if result.in_place {
+                    access.renew_cas(&arith.key, result.old_cas, result.record.cas);
+                } else if arith.new_cas.is_some() {
+                    access.forget(&arith.key);
+                }
+            }
+            (ReplyKind::Arithmetic { key, .. }, Outcome::Counter(result)) if result.in_place => {
+                access.renew_cas(key, result.old_cas, result.record.cas);
+            }
+            (
+                ReplyKind::Touch { key } | ReplyKind::GatValue { key, .. },
+                Outcome::Fetched(item),
+            ) => {
+                let record = &item.record;
+                let now = self.store.now_secs();
+                access.observe(key, record.cas, record.version.timestamp.secs(), now, true);
+            }
+            _ => {}
+        }
+    }
+
+    fn get(&mut self, keys: &[Bytes], with_cas: bool) {
+        let start = self.output.len();
+        for key in keys {
+            let counters = &self.shared.counters;
+            counters.cmd_get.fetch_add(1, Ordering::Relaxed);
+            let lookup = match self.store.get(key) {
+                Ok(lookup) => lookup,
+                Err(err) => {
+                    // Like memcached's failure path: drop this get's partial
+                    // answer and send one error instead.
+                    self.output.truncate(start);
+                    Reply::ServerError(err.to_string().into()).encode(&mut self.output);
+                    return;
+                }
+            };
+            let counters = &self.shared.counters;
+            match lookup {
+                Lookup::Hit(record) => {
+                    counters.get_hits.fetch_add(1, Ordering::Relaxed);
+                    let now = self.store.now_secs();
+                    let written_at = record.version.timestamp.secs();
+                    self.shared
+                        .access
+                        .observe(key, record.cas, written_at, now, true);
+                    self.encode_value(key, &record, with_cas);
+                }
+                Lookup::Miss => {
+                    counters.get_misses.fetch_add(1, Ordering::Relaxed);
+                }
+                Lookup::Expired => {
+                    counters.get_misses.fetch_add(1, Ordering::Relaxed);
+                    counters.get_expired.fetch_add(1, Ordering::Relaxed);
+                }
+                Lookup::Flushed => {
+                    counters.get_misses.fetch_add(1, Ordering::Relaxed);
+                    counters.get_flushed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.output.put_slice(b"END\r\n");
+    }
+
+    fn stats(&mut self, stats: Stats) {
+        let report = stats_report::StatsReport {
+            store: &self.store,
+            node: &self.node,
+            shared: &self.shared,
+        };
+        report.render(stats, &mut self.output);
+    }
+}
+
+#[cfg(test)]
+mod meta_tests;
+
+#[cfg(test)]
+mod meta_newer_tests;
+
+#[cfg(test)]
+mod test_support {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use mcstore_protocol::{parse_request, Decoded, Frame, Limits, MetaRequest, Request};
+    use mcstore_storage::clock::ManualClock;
+    use mcstore_storage::ops::{FetchedItem, Outcome};
+    use mcstore_storage::{Lookup, Record, Store};
+
+    use super::{lower, NodeInfo, ReplyKind, Session};
+    use crate::config::Config;
+    use crate::stats::Shared;
+
+    /// A store on `dir` with the command line's defaults, no reclaimer.
+    pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Arc<Store> {
+        use clap::Parser;
+        let config = Config::parse_from(["mcstore", "--reclaim-rate", "0"]);
+        let store_config = mcstore_storage::StoreConfig {
+            data_dir: dir.to_path_buf(),
+            ..config.store()
+        };
+        Arc::new(Store::open(store_config, clock.clone()).expect("open store"))
+    }
+
+    /// A session on `store`, as a connection would have.
+    pub fn node(store: &Arc<Store>) -> Session {
+        let node = Arc::new(NodeInfo {
+            started: Instant::now(),
+            max_connections: 16,
+            threads: 1,
+            listen: "127.0.0.1:0".into(),
+            limits: Limits::default(),
+        });
+        Session::new(store.clone(), node, Arc::new(Shared::default()))
+    }
+
+    /// Runs one meta command line (with its data block) as the session does:
+    /// lowered, executed by the commit pipeline, its access effects noted.
+    pub async fn meta(session: &Session, input: &str) -> Outcome {
+        let Decoded::Complete(Frame::Request(Request::Meta(request)), _) =
+            parse_request(input.as_bytes(), &Limits::default())
+        else {
+            panic!("not a meta request: {input:?}");
+        };
+        let now = session.store.now_secs();
+        let op = match &request {
+            MetaRequest::Get(get) => lower::meta_get(get, now),
+            MetaRequest::Set(set) => lower::meta_set(set, now),
+            MetaRequest::Delete(delete) => lower::meta_delete(delete, now),
+            MetaRequest::Arithmetic(arith) => lower::meta_arithmetic(arith, now),
+            other => panic!("{other:?} is not a write"),
+        };
+        let outcome = session.store.execute(op).await;
+        session.note_access(&ReplyKind::Meta(request), &outcome);
+        outcome
+    }
+
+    pub async fn meta_item(session: &Session, input: &str) -> FetchedItem {
+        match meta(session, input).await {
+            Outcome::Fetched(item) => item,
+            other => panic!("{input:?}: expected an item, got {other:?}"),
+        }
+    }
+
+    pub async fn stored_cas(session: &Session, input: &str) -> u64 {
+        match meta(session, input).await {
+            Outcome::Stored { cas, .. } => cas,
+            other => panic!("{input:?}: expected stored, got {other:?}"),
+        }
+    }
+
+    pub fn record(session: &Session, key: &str) -> Record {
+        match session.store.get(key.as_bytes()).expect("readable") {
+            Lookup::Hit(record) => record,
+            other => panic!("{key}: expected a hit, got {other:?}"),
+        }
+    }
+}

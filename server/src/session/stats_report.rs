@@ -1,0 +1,193 @@
+//! The `stats` report: the general group in memcached's names and order,
+//! `stats settings`, `stats store` (group commit, fsyncs, disk, the change
+//! stream) and `stats reset`.
+
+use std::fmt::Display;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use mcstore_protocol::request::Stats;
+use mcstore_protocol::Reply;
+use mcstore_storage::Store;
+
+use super::{NodeInfo, VERSION};
+use crate::stats::Shared;
+
+/// What a `stats` request reads.
+pub struct StatsReport<'a> {
+    /// The node's data.
+    pub store: &'a Store,
+    /// The node's settings.
+    pub node: &'a NodeInfo,
+    /// The connections' counters.
+    pub shared: &'a Shared,
+}
+
+fn stat(out: &mut BytesMut, name: &str, value: impl Display) {
+    Reply::Stat {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        value: Bytes::from(value.to_string()),
+    }
+    .encode(out);
+}
+
+impl StatsReport<'_> {
+    /// Writes the reply to `stats [group]`.
+    pub fn render(&self, stats: Stats, out: &mut BytesMut) {
+        match stats {
+            Stats::General => self.general(out),
+            Stats::Settings => self.settings(out),
+            Stats::Reset => {
+                self.shared.counters.reset();
+                Reply::Reset.encode(out);
+                return;
+            }
+            Stats::Group(group) => match &group[..] {
+                b"store" => self.store(out),
+                // Groups memcached has that mean nothing here: no slabs.
+                b"items" | b"slabs" | b"sizes" | b"conns" => {}
+                _ => {
+                    Reply::Error.encode(out);
+                    return;
+                }
+            },
+        }
+        Reply::End.encode(out);
+    }
+
+    fn general(&self, out: &mut BytesMut) {
+        let shared = self.shared;
+        let storage = self.store.stats();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (user, system) = rusage();
+        stat(out, "pid", std::process::id());
+        stat(out, "uptime", self.node.started.elapsed().as_secs());
+        stat(out, "time", now);
+        stat(out, "version", VERSION);
+        stat(out, "pointer_size", usize::BITS);
+        stat(out, "rusage_user", format_args!("{user:.6}"));
+        stat(out, "rusage_system", format_args!("{system:.6}"));
+        stat(out, "max_connections", self.node.max_connections);
+        let connections = shared.curr_connections.load(Ordering::Relaxed);
+        stat(out, "curr_connections", connections);
+        let counters = shared.counters.snapshot();
+        let lookup = |name: &str| {
+            counters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or(0)
+        };
+        stat(out, "total_connections", lookup("total_connections"));
+        stat(out, "rejected_connections", lookup("rejected_connections"));
+        for (name, value) in &counters {
+            if !matches!(
+                *name,
+                "total_connections" | "rejected_connections" | "total_items"
+            ) {
+                stat(out, name, value);
+            }
+        }
+        stat(out, "connection_structures", connections);
+        stat(out, "limit_maxbytes", 0);
+        stat(out, "threads", self.node.threads);
+        stat(out, "bytes", storage.bytes.load(Ordering::Relaxed));
+        stat(out, "curr_items", storage.items.load(Ordering::Relaxed));
+        stat(out, "total_items", lookup("total_items"));
+        // mcstore never evicts: every item stays until deleted or expired.
+        stat(out, "evictions", 0);
+        stat(
+            out,
+            "corrupt_records",
+            storage.corrupt_records.load(Ordering::Relaxed),
+        );
+    }
+
+    fn settings(&self, out: &mut BytesMut) {
+        let node = self.node;
+        let config = self.store.config();
+        stat(out, "listen", &node.listen);
+        stat(out, "maxconns", node.max_connections);
+        stat(out, "num_threads", node.threads);
+        stat(out, "item_size_max", config.rules.max_item_size);
+        stat(out, "data_dir", config.data_dir.display());
+        stat(out, "sync", config.sync.name());
+        stat(out, "sync_interval_ms", config.sync_interval.as_millis());
+        stat(out, "max_batch", config.max_batch);
+        stat(out, "cache_bytes", config.cache_bytes);
+        stat(out, "wal_segment_bytes", config.wal_segment_bytes);
+        stat(out, "wal_retention_bytes", config.wal_retention_bytes);
+        stat(
+            out,
+            "checkpoint_interval_ms",
+            config.checkpoint_interval.as_millis(),
+        );
+        stat(out, "reclaim_keys_per_sec", config.reclaim_keys_per_sec);
+        stat(
+            out,
+            "tombstone_grace_secs",
+            config.tombstone_grace.as_secs(),
+        );
+        stat(out, "max_clock_skew_ms", config.max_clock_skew.as_millis());
+        stat(out, "max_pending_writes", config.max_pending_writes);
+        stat(out, "cas_enabled", "yes");
+        stat(out, "flush_enabled", "yes");
+    }
+
+    fn store(&self, out: &mut BytesMut) {
+        let store = self.store;
+        let stats = store.stats();
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let batches = load(&stats.batches);
+        let ops = load(&stats.batched_ops);
+        let (engine_bytes, wal_bytes) = store.disk_bytes();
+        stat(out, "engine", store.engine_name());
+        stat(out, "node_id", store.node_id());
+        stat(out, "sync", store.config().sync.name());
+        stat(out, "batches", batches);
+        stat(out, "batched_ops", ops);
+        let mean = if batches == 0 {
+            0.0
+        } else {
+            ops as f64 / batches as f64
+        };
+        stat(out, "batch_mean", format_args!("{mean:.2}"));
+        stat(out, "batch_max", load(&stats.max_batch));
+        stat(out, "fsyncs", load(&stats.fsyncs));
+        for (name, value) in stats.fsync_percentiles() {
+            stat(out, name, value);
+        }
+        stat(out, "checkpoints", load(&stats.checkpoints));
+        stat(out, "reclaimed", load(&stats.reclaimed));
+        stat(out, "tombstones", load(&stats.tombstones));
+        stat(out, "tombstones_purged", load(&stats.purged));
+        stat(out, "applied", load(&stats.applied));
+        stat(out, "applied_stale", load(&stats.applied_stale));
+        stat(out, "clock_skew_refused", load(&stats.clock_skew_refused));
+        stat(out, "engine_disk_bytes", engine_bytes);
+        stat(out, "wal_disk_bytes", wal_bytes);
+        stat(out, "disk_bytes", engine_bytes + wal_bytes);
+        stat(out, "change_stream_seq", store.published_seq());
+        for (name, state) in store.cursors() {
+            stat(out, &format!("cursor:{name}"), state.position);
+            if state.fell_behind {
+                stat(out, &format!("cursor:{name}:fell_behind"), 1);
+            }
+        }
+        stat(out, "corrupt_records", load(&stats.corrupt_records));
+    }
+}
+
+/// User and system CPU seconds of this process.
+fn rusage() -> (f64, f64) {
+    // SAFETY: getrusage fills the zeroed struct we pass; no other memory.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (seconds(usage.ru_utime), seconds(usage.ru_stime))
+}

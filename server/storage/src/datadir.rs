@@ -1,0 +1,126 @@
+//! The data directory: its lock (one node per directory) and the node's id.
+//!
+//! Layout: `LOCK` (held with `flock` while the node runs), `NODE_ID` (16 hex
+//! digits, made once), `sled/` (the engine), `wal/` (the log segments and
+//! the change-stream cursors).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use crate::error::StoreError;
+use crate::version::NodeId;
+
+/// Holds `<data dir>/LOCK` with an exclusive `flock` while the node runs;
+/// the kernel releases it when the process exits, however it exits.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+fn io_error(data_dir: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |source| StoreError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    }
+}
+
+impl DataDirLock {
+    /// Creates the directory if needed and takes its lock, or fails at once
+    /// if another process holds it.
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, StoreError> {
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(StoreError::NotADirectory(data_dir.to_path_buf()));
+        }
+        fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let path = data_dir.join("LOCK");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(data_dir))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(StoreError::Locked(data_dir.to_path_buf()));
+            }
+            return Err(io_error(data_dir)(err));
+        }
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// The node's id: read from `<data dir>/NODE_ID`, or made (random, never 0)
+/// and written durably (file and directory fsynced) on first start.
+pub fn node_id(data_dir: &Path) -> Result<NodeId, StoreError> {
+    let path = data_dir.join("NODE_ID");
+    match fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16)
+            .ok()
+            .filter(|&id| id != 0)
+            .map(NodeId)
+            .ok_or(StoreError::CorruptNodeId(path)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let id = random_nonzero_u64().map_err(io_error(data_dir))?;
+            let temporary = data_dir.join("NODE_ID.tmp");
+            let write = || -> io::Result<()> {
+                let mut file = File::create(&temporary)?;
+                writeln!(file, "{id:016x}")?;
+                file.sync_all()?;
+                fs::rename(&temporary, &path)?;
+                File::open(data_dir)?.sync_all()
+            };
+            write().map_err(io_error(data_dir))?;
+            Ok(NodeId(id))
+        }
+        Err(err) => Err(io_error(data_dir)(err)),
+    }
+}
+
+fn random_nonzero_u64() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    loop {
+        File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let id = u64::from_le_bytes(bytes);
+        if id != 0 {
+            return Ok(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = node_id(dir.path()).unwrap();
+        assert_ne!(first, NodeId(0));
+        assert_eq!(node_id(dir.path()).unwrap(), first);
+        fs::write(dir.path().join("NODE_ID"), "not hex\n").unwrap();
+        assert!(matches!(
+            node_id(dir.path()),
+            Err(StoreError::CorruptNodeId(_))
+        ));
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("afile");
+        fs::write(&file, "x").unwrap();
+        let err = DataDirLock::acquire(&file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "data directory {} exists and is not a directory",
+                file.display()
+            )
+        );
+    }
+}
