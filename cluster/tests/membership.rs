@@ -274,6 +274,52 @@ async fn with_default_timings_a_killed_node_is_seen_dead_within_five_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_later_learns_the_dead_and_left_members() {
+    init_tracing();
+    let mut nodes = cluster_from_one_seed(4).await;
+    let leaver = nodes.pop().unwrap();
+    let left_addr = leaver.advertise().to_string();
+    leaver.leave().await.unwrap();
+    let victim = nodes.pop().unwrap();
+    let dead_addr = victim.advertise().to_string();
+    drop(victim);
+    let peers: Vec<&Membership> = nodes.iter().collect();
+    time_until_all_see(
+        &peers,
+        &dead_addr,
+        MemberState::Dead,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let socket = reserve();
+    let config = config(&socket, &[nodes[0].advertise().to_string()], 1);
+    let late = start(socket, config);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    wait_view(
+        &late,
+        deadline,
+        "late joiner knows the dead and the left",
+        |v| {
+            state_of(v, &dead_addr) == Some(MemberState::Dead)
+                && state_of(v, &left_addr) == Some(MemberState::Left)
+                && nodes
+                    .iter()
+                    .all(|n| state_of(v, n.advertise()) == Some(MemberState::Alive))
+        },
+    )
+    .await;
+    // Same ring everywhere: the two survivors, the dead node and the late one.
+    wait_view(&nodes[0], deadline, "survivor sees the late joiner", |v| {
+        state_of(v, late.advertise()) == Some(MemberState::Alive)
+    })
+    .await;
+    let ring = nodes[0].view().ring().unwrap();
+    assert_eq!(ring.servers().len(), 4);
+    assert_eq!(late.view().ring().unwrap().points(), ring.points());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_is_alive_again_with_its_new_generation() {
     init_tracing();
     let mut nodes = cluster_from_one_seed(3).await;

@@ -387,6 +387,39 @@ mod tests {
     }
 
     #[test]
+    fn mutated_packets_never_panic() {
+        let header = Header {
+            src: id("127.0.0.1:11212", false),
+            src_incarnation: 1,
+            dst: id("127.0.0.1:11213", false),
+            message: Message::PingReq {
+                target: id("127.0.0.1:11214", true),
+                probe_number: 1,
+            },
+        };
+        let mut valid = Vec::new();
+        WireCodec.encode_header(&header, &mut valid).unwrap();
+        encode_member(&Member::alive(id("h:1", false)), &mut valid).unwrap();
+        let mut seed: u32 = 7;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed >> 8
+        };
+        for _ in 0..20_000 {
+            let mut packet = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % packet.len();
+                packet[at] = next() as u8;
+            }
+            packet.truncate(next() as usize % (valid.len() + 1));
+            let mut rest = &packet[..];
+            if decode_header(&mut rest).is_ok() {
+                let _ = decode_member(&mut rest);
+            }
+        }
+    }
+
+    #[test]
     fn corrupt_fields_are_errors() {
         let mut out = Vec::new();
         encode_member(&Member::alive(id("h:1", false)), &mut out).unwrap();
