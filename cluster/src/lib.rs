@@ -3,8 +3,20 @@
 //! - [`ring`]: a ketama consistent-hash ring (MD5, weighted) whose key to
 //!   server mapping is identical to libmemcached's `KETAMA_WEIGHTED` mode and
 //!   to twemproxy's `distribution: ketama` with `hash: md5`.
+//! - [`membership`]: which nodes are in the cluster and whether they answer
+//!   (SWIM gossip over UDP with foca), each member's metadata, and the ring
+//!   of the members that have not left.
+//!
+//! # Layout
+//! `ring.rs` is pure computation; `membership/` keeps its pure parts
+//! (identity, codec, wire framing, view) apart from the one tokio task that
+//! does the I/O (`membership/driver.rs`).
 #![deny(missing_docs)]
 
+pub mod membership;
 pub mod ring;
 
+pub use membership::{
+    ring_from_view, Member, MemberState, Membership, MembershipConfig, MembershipView, Timings,
+};
 pub use ring::{Ring, RingError, ServerSpec};
