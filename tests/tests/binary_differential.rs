@@ -42,6 +42,12 @@
 //!   general statistics the second server must report every name of
 //!   [`GENERAL_STATS`] that memcached reports.
 //!
+//! A second test, [`protocol_crate_frames_malformed_input_like_memcached`],
+//! needs no mcstore: it answers the cases that use no stored data (noop,
+//! version, quit, SASL without SASL, and every malformed frame) with a
+//! stand-in server made of `mcstore_protocol::binary` alone, and requires
+//! memcached's responses, closes and discards.
+//!
 //! `BINARY_DIFF_SHOW=<part of a case name>` prints the input and memcached's
 //! normalised responses of the matching cases.
 //!
@@ -54,6 +60,11 @@ use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use mcstore_protocol::binary::{
+    parse_binary_request, BinaryCloseReason, BinaryFrame, BinaryResponse, Command, Status,
+};
+use mcstore_protocol::{Decoded, Limits};
 
 use mcstore_e2e::{
     escape, send_all, Mcstore, Memcached, CLOSED_MARKER, GRACE_PERIOD, QUIET_PERIOD, REPLY_DEADLINE,
@@ -1693,4 +1704,157 @@ fn responses_are_split_counted_and_normalised() {
     let without = normalise(&stream, salt, Compare::WithoutStatEntries);
     assert!(!without.contains("key=pid"));
     assert_eq!(count_responses(b"ERROR\r\n"), 1);
+}
+
+/// What a server built from the protocol crate alone answers, for cases
+/// that need no stored data; `None` for any other case.
+///
+/// It models memcached's output timing as far as it is visible: responses
+/// are flushed at a `noop`, when the input runs out, at a `quit` and before
+/// a protocol-error close; a bad magic drops what was not flushed; a
+/// response to a frame whose bytes are being discarded goes out only once
+/// the discard is complete.
+fn protocol_crate_answers(case: &Case, salt: u32) -> Option<Vec<u8>> {
+    let limits = Limits::default();
+    let mut input = Vec::new();
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    let mut discard = 0u64;
+    let mut frame_number = 0u32;
+    for step in &case.steps {
+        for piece in &step.pieces {
+            match piece {
+                Piece::Frame(frame) => {
+                    let Cas::Value(cas) = frame.cas else {
+                        return None;
+                    };
+                    input.extend(frame.render(salt | frame_number, cas));
+                    frame_number += 1;
+                }
+                Piece::Raw(bytes) => input.extend_from_slice(bytes),
+            }
+        }
+        if input.first() != Some(&0x80) {
+            // Protocol negotiation is the server's business.
+            return None;
+        }
+        loop {
+            let skip = discard.min(input.len() as u64) as usize;
+            input.drain(..skip);
+            discard -= skip as u64;
+            if discard > 0 {
+                break;
+            }
+            let Decoded::Complete(frame, used) = parse_binary_request(&input, &limits) else {
+                out.append(&mut pending);
+                break;
+            };
+            input.drain(..used);
+            let respond =
+                |pending: &mut Vec<u8>, response: BinaryResponse| response.encode(pending);
+            match frame {
+                BinaryFrame::Request(request) => {
+                    let opcode = request.opcode();
+                    match request.command {
+                        Command::Noop => {
+                            respond(
+                                &mut pending,
+                                BinaryResponse::ok(opcode.code(), request.opaque, 0),
+                            );
+                            out.append(&mut pending);
+                        }
+                        Command::Version => respond(
+                            &mut pending,
+                            BinaryResponse::version(request.opaque, "1.6.18".into()),
+                        ),
+                        Command::Quit(quit) => {
+                            if !quit.quiet {
+                                respond(
+                                    &mut pending,
+                                    BinaryResponse::ok(opcode.code(), request.opaque, 0),
+                                );
+                            }
+                            out.append(&mut pending);
+                            out.extend_from_slice(CLOSED_MARKER);
+                            return Some(out);
+                        }
+                        Command::SaslListMechs | Command::SaslAuth(_) => respond(
+                            &mut pending,
+                            BinaryResponse::error(
+                                opcode.code(),
+                                request.opaque,
+                                Status::UNKNOWN_COMMAND,
+                            ),
+                        ),
+                        _ => return None,
+                    }
+                }
+                BinaryFrame::ProtocolError { .. } => {
+                    respond(&mut pending, frame.response().expect("an error response"));
+                    out.append(&mut pending);
+                    out.extend_from_slice(CLOSED_MARKER);
+                    return Some(out);
+                }
+                BinaryFrame::UnknownCommand { discard: n, .. } => {
+                    respond(&mut pending, frame.response().expect("an error response"));
+                    discard = n;
+                }
+                BinaryFrame::TooLarge(too_large) => {
+                    if too_large.unlinks() {
+                        // Removing an item needs a store.
+                        return None;
+                    }
+                    respond(&mut pending, too_large.response(false));
+                    discard = too_large.discard;
+                }
+                BinaryFrame::Close(reason) => {
+                    match reason {
+                        BinaryCloseReason::BadMagic => pending.clear(),
+                        BinaryCloseReason::ReadBufferFull => out.append(&mut pending),
+                    }
+                    out.extend_from_slice(CLOSED_MARKER);
+                    return Some(out);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn protocol_crate_frames_malformed_input_like_memcached() {
+    let memcached = Memcached::start();
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|case| protocol_crate_answers(case, 0).is_some())
+        .collect();
+    assert!(
+        cases.len() >= 40,
+        "only {} cases need no stored data",
+        cases.len()
+    );
+    let salt = salt();
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        let memcached_run = run_case(memcached.addr(), case, salt);
+        let expected = normalise(&memcached_run.reply, salt, case.compare);
+        let predicted = protocol_crate_answers(case, salt).expect("filtered above");
+        let predicted = normalise(&predicted, salt, case.compare);
+        if expected != predicted {
+            println!(
+                "MISMATCH {}\n  input:\n{}\n  memcached:\n{}  protocol crate:\n{}",
+                case.name,
+                describe_input(case),
+                shorten(expected),
+                shorten(predicted)
+            );
+            mismatches.push(case.name.clone());
+        }
+    }
+    println!("{} of {} cases mismatch", mismatches.len(), cases.len());
+    assert!(
+        mismatches.is_empty(),
+        "mismatching cases: {}",
+        mismatches.join(", ")
+    );
 }
