@@ -165,9 +165,9 @@ impl BinaryResponse {
 
     /// An incr/decr result: the new value as 8 big-endian bytes of value
     /// (not extras), and the item's cas.
-    pub fn counter(opcode: u8, opaque: u32, cas: u64, value: u64) -> BinaryResponse {
+    pub fn counter(opcode: Opcode, opaque: u32, cas: u64, value: u64) -> BinaryResponse {
         BinaryResponse {
-            opcode,
+            opcode: opcode.code(),
             opaque,
             cas,
             value: Bytes::copy_from_slice(&value.to_be_bytes()),

@@ -700,7 +700,7 @@ fn responses_have_memcacheds_bytes() {
             .concat(),
         ),
         (
-            BinaryResponse::counter(0x05, OPAQUE, 4, 10),
+            BinaryResponse::counter(Opcode::Increment, OPAQUE, 4, 10),
             hex("81 05 0000 00 00 0000 00000008 deadbeef 0000000000000004 000000000000000a"),
         ),
         (
@@ -789,7 +789,7 @@ fn sample_responses() -> Vec<BinaryResponse> {
         BinaryResponse::miss(Opcode::GatK, 3, &b(b"key")),
         BinaryResponse::hit(Opcode::GetK, 4, u64::MAX, 0, &b(b"k"), b(b"\x81\0")),
         BinaryResponse::touched(5, 6, 7),
-        BinaryResponse::counter(0x15, 8, 9, u64::MAX),
+        BinaryResponse::counter(Opcode::IncrementQ, 8, 9, u64::MAX),
         BinaryResponse::version(10, b(b"1.6.18")),
         BinaryResponse::stat(11, b(b"name"), Bytes::new()),
         BinaryResponse::stat_end(12),
@@ -842,7 +842,7 @@ fn responses_round_trip_and_need_every_byte() {
 #[test]
 fn response_accessors() {
     assert_eq!(
-        BinaryResponse::counter(5, 0, 0, 42).counter_value(),
+        BinaryResponse::counter(Opcode::Increment, 0, 0, 42).counter_value(),
         Some(42)
     );
     assert_eq!(BinaryResponse::touched(0, 0, 7).flags(), Some(7));
