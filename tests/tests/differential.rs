@@ -1589,6 +1589,27 @@ fn timed_cases(c: &mut CaseList) {
             step_after(3300, format!("get {k}exp {k}keep {k}touched {k}gat\r\n"), 1),
         ]
     });
+    // memcached 1.6.18's deadline is now + delay - 1: `flush_all 1` hides
+    // existing items at once, `flush_all 2` only about a second later.
+    c.add("timed_flush_all_one_hides_at_once", |k| {
+        vec![
+            step(
+                cat(&[
+                    &set(&format!("{k}a"), b"x"),
+                    format!("flush_all 1\r\nget {k}a\r\n").as_bytes(),
+                ]),
+                3,
+            ),
+            step_after(
+                2200,
+                cat(&[
+                    &set(&format!("{k}b"), b"y"),
+                    format!("get {k}a {k}b\r\n").as_bytes(),
+                ]),
+                2,
+            ),
+        ]
+    });
     c.add("timed_flush_all_delayed", |k| {
         vec![
             step(
