@@ -190,7 +190,9 @@ impl Session {
     }
 
     async fn execute(&mut self, request: Request) -> Next {
-        let now = self.store.now_secs();
+        // The unix second relative exptimes count from, as memcached reads
+        // its clock once per command.
+        let now = || self.store.now_secs();
         match request {
             Request::Get(get) => match get.touch {
                 None => {
@@ -198,7 +200,7 @@ impl Session {
                     self.get(&get.keys, get.with_cas);
                 }
                 Some(exptime) => {
-                    let expiry = lower::expiry(exptime, now);
+                    let expiry = lower::expiry(exptime, now());
                     for key in get.keys {
                         self.counters().cmd_touch.fetch_add(1, Ordering::Relaxed);
                         let op = Operation::Fetch(FetchOp::touch(key.clone(), expiry));
@@ -215,7 +217,7 @@ impl Session {
                 self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
                 let cas = matches!(store.mode, StoreMode::Cas(_));
                 let noreply = store.noreply;
-                let op = lower::text_store(store, now);
+                let op = lower::text_store(store, now());
                 self.submit(op, ReplyKind::Store { cas }, noreply).await;
             }
             Request::Delete(delete) => {
@@ -240,7 +242,7 @@ impl Session {
                 // touch can mark it fetched, as memcached does.
                 let op = Operation::Fetch(FetchOp::touch(
                     touch.key.clone(),
-                    lower::expiry(touch.exptime, now),
+                    lower::expiry(touch.exptime, now()),
                 ));
                 let kind = ReplyKind::Touch { key: touch.key };
                 self.submit(op, kind, touch.noreply).await;
@@ -248,7 +250,7 @@ impl Session {
             Request::FlushAll(flush) => {
                 self.counters().cmd_flush.fetch_add(1, Ordering::Relaxed);
                 let op = Operation::FlushAll {
-                    deadline: lower::flush_deadline(flush.delay, now),
+                    deadline: lower::flush_deadline(flush.delay, now()),
                 };
                 self.submit(op, ReplyKind::FlushAll, flush.noreply).await;
             }
@@ -269,7 +271,10 @@ impl Session {
                 self.resolve_pending().await;
                 self.stats(stats);
             }
-            Request::Meta(meta) => self.meta(meta, now).await,
+            Request::Meta(meta) => {
+                let now = now();
+                self.meta(meta, now).await
+            }
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
                 self.reply(Reply::Error).await;
