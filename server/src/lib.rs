@@ -7,14 +7,19 @@
 //!   [`session`]: executes requests and keeps replies in order.
 //!   The session lowers requests into the storage layer's operations
 //!   (`mcstore-storage`, in `server/storage/`) and renders its outcomes.
+//! - [`cluster`]: this node's part in a cluster (membership, topology,
+//!   peers); [`peer_session`]: requests forwarded here by peers.
 //! - [`stats`]: memcached's command counters; [`access`]: the in-memory
 //!   fetched/last-access table of the meta protocol; [`rlimit`]: the
 //!   open-file limit.
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod cluster;
+pub mod cluster_start;
 pub mod config;
 pub mod connection;
+pub mod peer_session;
 pub mod rlimit;
 pub mod server;
 pub mod session;

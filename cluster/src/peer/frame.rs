@@ -75,7 +75,10 @@ mod tests {
         encode_frame(&mut out, b"hello");
         encode_frame(&mut out, b"");
         let mut reader = &out[..];
-        assert_eq!(read_frame(&mut reader, 100).await.unwrap().unwrap(), "hello");
+        assert_eq!(
+            read_frame(&mut reader, 100).await.unwrap().unwrap(),
+            "hello"
+        );
         assert_eq!(read_frame(&mut reader, 100).await.unwrap().unwrap(), "");
         assert!(read_frame(&mut reader, 100).await.unwrap().is_none());
 

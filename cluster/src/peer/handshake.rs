@@ -114,8 +114,16 @@ pub async fn connect(
     let theirs: [u8; NONCE_LEN] = answer[5..5 + NONCE_LEN].try_into().expect("nonce");
     let their_proof: [u8; PROOF_LEN] = answer[5 + NONCE_LEN..].try_into().expect("proof");
     match (answer[4], secret.is_some()) {
-        (0, true) => return Err(HandshakeError::SecretMismatch("the peer has no cluster secret")),
-        (1, false) => return Err(HandshakeError::SecretMismatch("the peer requires a cluster secret")),
+        (0, true) => {
+            return Err(HandshakeError::SecretMismatch(
+                "the peer has no cluster secret",
+            ))
+        }
+        (1, false) => {
+            return Err(HandshakeError::SecretMismatch(
+                "the peer requires a cluster secret",
+            ))
+        }
         _ => {}
     }
     if !verify(secret, b"acceptor", &mine, &theirs, &their_proof) {
@@ -201,7 +209,9 @@ mod tests {
     #[tokio::test]
     async fn garbage_is_not_a_peer() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        a.write_all(b"\xF0get foo\r\n and more bytes than that").await.unwrap();
+        a.write_all(b"\xF0get foo\r\n and more bytes than that")
+            .await
+            .unwrap();
         assert!(matches!(
             accept(&mut b, None).await,
             Err(HandshakeError::BadMagic)

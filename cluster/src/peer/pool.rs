@@ -146,9 +146,12 @@ impl PeerPool {
                         self.config.clone(),
                         receiver,
                     ));
-                    slots.insert(key.clone(), Slot {
-                        sender: sender.clone(),
-                    });
+                    slots.insert(
+                        key.clone(),
+                        Slot {
+                            sender: sender.clone(),
+                        },
+                    );
                     sender
                 }
             };
@@ -205,7 +208,8 @@ async fn run_connection(
                 };
                 match PeerMessage::decode(payload) {
                     Ok(PeerMessage::Reply { id, reply }) => {
-                        if let Some(waiter) = in_flight.lock().expect("in-flight lock").remove(&id) {
+                        if let Some(waiter) = in_flight.lock().expect("in-flight lock").remove(&id)
+                        {
                             let _ = waiter.send(Ok(reply));
                         }
                     }
