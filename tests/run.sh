@@ -4,8 +4,9 @@
 #
 #   bash tests/run.sh
 #
-# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached
-# and redis-server (the comparison test also uses redis-benchmark).
+# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached,
+# redis-server (the comparison test also uses redis-benchmark) and nutcracker
+# (twemproxy, in front of a cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +16,11 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached and redis-server from Debian, pymemcache from PyPI)"
-if ! command -v memcached >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+step "installing test dependencies (memcached, redis-server and nutcracker from Debian, pymemcache from PyPI)"
+if ! command -v memcached >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 \
+    || [ ! -x /usr/sbin/nutcracker ]; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached redis-server nutcracker >/dev/null
 fi
 memcached -V
 redis-server --version

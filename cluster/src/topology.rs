@@ -42,7 +42,10 @@ impl Snapshot {
         let ring = match view.ring() {
             Ok(ring) => Some(ring),
             Err(err) => {
-                tracing::warn!(cause = %err, "no ring can be built from the membership");
+                // Before the first membership view arrives there is no member.
+                if !view.members().is_empty() {
+                    tracing::warn!(cause = %err, "no ring can be built from the membership");
+                }
                 None
             }
         };

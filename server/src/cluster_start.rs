@@ -16,26 +16,48 @@ use crate::config::Config;
 /// Connections to each peer.
 const CONNECTIONS_PER_PEER: usize = 4;
 
+/// Refuses a cluster configuration that cannot work or is unsafe, before
+/// anything is opened or bound: a node listening on all addresses needs
+/// `--advertise`, and one listening beyond loopback needs a secret.
+pub fn check(config: &Config, listen: SocketAddr) -> anyhow::Result<()> {
+    if config.seeds.is_empty() {
+        return Ok(());
+    }
+    if config.advertise.is_none() && listen.ip().is_unspecified() {
+        bail!(
+            "--advertise host:port is required with --seeds when listening on {listen}: \
+             it is this node's name on the ring, as clients address it"
+        );
+    }
+    if config.cluster_secret_file.is_none() && !listen.ip().is_loopback() {
+        bail!(
+            "a node with --seeds listening on {listen} (beyond loopback) needs \
+             --cluster-secret-file: without it anyone who reaches the port could join the cluster"
+        );
+    }
+    if let Some(advertise) = &config.advertise {
+        let valid = advertise.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            bail!("--advertise {advertise:?} is not host:port");
+        }
+    }
+    Ok(())
+}
+
 /// Starts the cluster part of a node listening on `local`, or `None` for a
-/// node without `--seeds`.
+/// node without `--seeds`. [`check`] has passed.
 pub async fn start(config: &Config, local: SocketAddr) -> anyhow::Result<Option<Arc<ClusterNode>>> {
     if config.seeds.is_empty() {
         return Ok(None);
     }
-    let advertise = match &config.advertise {
-        Some(advertise) => advertise.clone(),
-        None if local.ip().is_unspecified() => bail!(
-            "--advertise host:port is required with --seeds when listening on {local}: \
-             it is this node's name on the ring, as clients address it"
-        ),
-        None => local.to_string(),
-    };
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
     let secret = match &config.cluster_secret_file {
         Some(path) => Some(read_secret(path)?),
-        None if !local.ip().is_loopback() => bail!(
-            "a node with --seeds listening on {local} (beyond loopback) needs \
-             --cluster-secret-file: without it anyone who reaches the port could join the cluster"
-        ),
         None => None,
     };
     let generation = next_generation(&config.data_dir)?;

@@ -30,6 +30,7 @@ fn main() {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    mcstore_server::cluster_start::check(&config, config.listen)?;
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -2564,7 +2564,27 @@ fn mcstore_replies_like_memcached() {
         _mcstore = Some(server);
         _second_memcached = None;
     }
+    compare_with_memcached(&reference, subject_addr, subject_name, self_check);
+}
 
+/// Every case sent through one node of a three-node cluster (most keys
+/// live on the other nodes, so most requests are forwarded) gives
+/// memcached's bytes.
+#[test]
+fn a_cluster_node_replies_like_memcached() {
+    let reference = Memcached::start();
+    let cluster = mcstore_e2e::cluster::Cluster::start(3, mcstore_e2e::cluster::FAST_DETECTION);
+    compare_with_memcached(&reference, cluster.addrs[0], "mcstore cluster node", false);
+    assert!(cluster.sum_cluster_stat("forwarded") > 100);
+}
+
+/// Runs every case against memcached and the subject, and compares.
+fn compare_with_memcached(
+    reference: &Memcached,
+    subject_addr: SocketAddr,
+    subject_name: &str,
+    self_check: bool,
+) {
     let cases = all_cases();
     let mut names = std::collections::HashSet::new();
     for case in &cases {
