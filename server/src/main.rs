@@ -59,7 +59,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
-        let cluster = mcstore_server::cluster_start::start(&config, local).await?;
+        let cluster = mcstore_server::cluster_start::start(&config, local, store.clone()).await?;
         let node = Arc::new(NodeInfo {
             started,
             max_connections: config.max_connections,
