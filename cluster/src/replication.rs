@@ -160,10 +160,7 @@ impl Replicator {
                 }
                 let peer_progress = Arc::new(PeerProgress::default());
                 progress.insert(member.advertise.clone(), peer_progress.clone());
-                tokio::spawn(
-                    self.clone()
-                        .ship(member.advertise.clone(), peer_progress),
-                );
+                tokio::spawn(self.clone().ship(member.advertise.clone(), peer_progress));
             }
             if changes.changed().await.is_err() {
                 return;
@@ -187,8 +184,16 @@ impl Replicator {
                     peer: peer.clone(),
                     state,
                     pending,
-                    hints: if state == MemberState::Alive { 0 } else { pending },
-                    lag_ms: if oldest == 0 { 0 } else { now.saturating_sub(oldest) },
+                    hints: if state == MemberState::Alive {
+                        0
+                    } else {
+                        pending
+                    },
+                    lag_ms: if oldest == 0 {
+                        0
+                    } else {
+                        now.saturating_sub(oldest)
+                    },
                     shipped: progress.shipped.load(Ordering::Relaxed),
                     transferred: progress.transferred.load(Ordering::Relaxed),
                 }
@@ -332,7 +337,10 @@ impl Replicator {
         loop {
             // Fill the window, then wait for the oldest batch's ack.
             while in_flight.len() < self.config.window {
-                let batch = match self.next_batch(peer, &mut reader, in_flight.is_empty()).await {
+                let batch = match self
+                    .next_batch(peer, &mut reader, in_flight.is_empty())
+                    .await
+                {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(StreamError::FellBehind { .. }) => {
@@ -352,7 +360,9 @@ impl Replicator {
                     continue;
                 }
                 if progress.oldest_unacked_ms.load(Ordering::Relaxed) == 0 {
-                    progress.oldest_unacked_ms.store(unix_ms(), Ordering::Relaxed);
+                    progress
+                        .oldest_unacked_ms
+                        .store(unix_ms(), Ordering::Relaxed);
                 }
                 let count = records.len();
                 let call = self.peers.replicate(peer, records, self.config.ack_timeout);
@@ -489,7 +499,12 @@ impl Replicator {
 
 /// The record a change ships to `peer`, if it is a client's write of a key
 /// the peer replicates.
-fn shipped(snapshot: &Snapshot, peer: &str, change: Change, origin: Origin) -> Option<ShippedRecord> {
+fn shipped(
+    snapshot: &Snapshot,
+    peer: &str,
+    change: Change,
+    origin: Origin,
+) -> Option<ShippedRecord> {
     match (change, origin) {
         (Change::Put { key, record }, Origin::Client) if snapshot.is_replica(&key, peer) => {
             Some(ShippedRecord { key, record })

@@ -76,7 +76,10 @@ impl PeerMessage {
             PeerMessage::Forward { id, request } => (FORWARD, *id, request),
             PeerMessage::Reply { id, reply } => (REPLY, *id, reply),
             PeerMessage::Replicate { id, records } => {
-                let size: usize = records.iter().map(|r| 8 + r.key.len() + r.record.len()).sum();
+                let size: usize = records
+                    .iter()
+                    .map(|r| 8 + r.key.len() + r.record.len())
+                    .sum();
                 let mut out = BytesMut::with_capacity(13 + size);
                 out.put_u8(REPLICATE);
                 out.put_u64_le(*id);

@@ -156,15 +156,30 @@ impl PeerPool {
     /// modulo the connections per peer) and returns the call to await.
     pub fn forward(&self, peer: &str, slot: usize, request: Bytes) -> ForwardCall {
         let slot = SlotKey::Forward(slot % self.config.connections_per_peer.max(1));
-        self.send(peer, slot, Body::Forward(request), self.config.request_timeout)
+        self.send(
+            peer,
+            slot,
+            Body::Forward(request),
+            self.config.request_timeout,
+        )
     }
 
     /// Queues a batch of records for `peer` to apply, on the peer's
     /// replication connection (so replication and forwarded requests never
     /// wait for each other); the call resolves to the peer's reply (empty
     /// when every record was applied durably).
-    pub fn replicate(&self, peer: &str, records: Vec<ShippedRecord>, timeout: Duration) -> ForwardCall {
-        self.send(peer, SlotKey::Replication, Body::Replicate(records), timeout)
+    pub fn replicate(
+        &self,
+        peer: &str,
+        records: Vec<ShippedRecord>,
+        timeout: Duration,
+    ) -> ForwardCall {
+        self.send(
+            peer,
+            SlotKey::Replication,
+            Body::Replicate(records),
+            timeout,
+        )
     }
 
     fn send(&self, peer: &str, slot: SlotKey, body: Body, timeout: Duration) -> ForwardCall {

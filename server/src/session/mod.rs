@@ -687,7 +687,8 @@ impl Session {
                     let (outcome, seq) = write.outcome_and_seq().await;
                     count::count_outcome(&self.shared.counters, &kind, &outcome);
                     self.note_access(&kind, &outcome);
-                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success())) {
+                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
+                    {
                         if !replica_has(self.cluster.clone(), &key, seq).await {
                             if !noreply {
                                 Reply::server_error(

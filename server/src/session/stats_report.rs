@@ -227,13 +227,24 @@ impl StatsReport<'_> {
             stat(out, &format!("peer:{peer}:transferred"), report.transferred);
         }
         let storage = self.store.stats();
-        stat(out, "replicated_in", storage.applied.load(Ordering::Relaxed));
+        stat(
+            out,
+            "replicated_in",
+            storage.applied.load(Ordering::Relaxed),
+        );
         stat(
             out,
             "replicated_out",
-            reports.iter().map(|r| r.shipped + r.transferred).sum::<u64>(),
+            reports
+                .iter()
+                .map(|r| r.shipped + r.transferred)
+                .sum::<u64>(),
         );
-        stat(out, "hints_pending", reports.iter().map(|r| r.hints).sum::<u64>());
+        stat(
+            out,
+            "hints_pending",
+            reports.iter().map(|r| r.hints).sum::<u64>(),
+        );
     }
 }
 
