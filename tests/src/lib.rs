@@ -325,6 +325,15 @@ impl Mcstore {
             .prefix("mcstore-e2e-")
             .tempdir()
             .expect("create a temporary data directory");
+        Mcstore::start_in_at(data_dir, listen, args)
+    }
+
+    /// Like [`Mcstore::start_at`], on an existing data directory.
+    pub fn start_in_at(
+        data_dir: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+    ) -> Result<Mcstore, String> {
         let mut server = Mcstore {
             process: None,
             args: args.iter().map(|s| s.to_string()).collect(),

@@ -115,10 +115,30 @@ impl Batch {
     }
 }
 
+/// Low bits of every cas unique this node hands out: its slot, from its
+/// node id, so that two nodes' uniques differ even when their counters
+/// meet (each observes the other's records and moves past them).
+pub const CAS_SLOT_BITS: u32 = 16;
+
+/// The largest counter value (one whose unique still fits 64 bits). A
+/// client's explicit `E<cas>` can be any number, and a counter that moved
+/// past a huge one stops here rather than wrap.
+pub const MAX_CAS_SEQUENCE: u64 = u64::MAX >> CAS_SLOT_BITS;
+
+/// The cas unique of counter value `sequence` on the node with `node`.
+pub fn cas_unique(sequence: u64, node: NodeId) -> u64 {
+    (sequence.min(MAX_CAS_SEQUENCE) << CAS_SLOT_BITS) | (node.0 & ((1 << CAS_SLOT_BITS) - 1))
+}
+
+/// The counter value of a cas unique.
+pub fn cas_sequence(cas: u64) -> u64 {
+    cas >> CAS_SLOT_BITS
+}
+
 /// Counters that hand out cas uniques and versions: the commit pipeline's
 /// own state, lent to each transaction.
 pub struct Counters {
-    /// The next cas unique.
+    /// The next cas counter value (see [`cas_unique`]).
     pub next_cas: u64,
     /// The node's hybrid clock.
     pub clock: HybridClock,
@@ -165,8 +185,8 @@ impl Txn<'_> {
 
     /// The next cas unique.
     pub fn new_cas(&mut self) -> u64 {
-        let cas = self.counters.next_cas;
-        self.counters.next_cas += 1;
+        let cas = cas_unique(self.counters.next_cas, self.counters.node);
+        self.counters.next_cas = (self.counters.next_cas + 1).min(MAX_CAS_SEQUENCE);
         cas
     }
 
@@ -182,7 +202,11 @@ impl Txn<'_> {
     /// refuses a version too far in the future.
     pub fn observe(&mut self, record: &Record) -> Result<(), ClockSkew> {
         self.counters.clock.observe(record.version.timestamp)?;
-        self.counters.next_cas = self.counters.next_cas.max(record.cas.saturating_add(1));
+        self.counters.next_cas = self
+            .counters
+            .next_cas
+            .max(cas_sequence(record.cas).saturating_add(1))
+            .min(MAX_CAS_SEQUENCE);
         Ok(())
     }
 
