@@ -222,8 +222,8 @@ impl CommitPipeline {
             .changes
             .iter()
             .zip(batch.accounting.iter().copied())
-            .zip(batch.origins.iter().copied())
-            .map(|((change, accounting), origin)| (change, accounting, origin));
+            .zip(batch.provenances.iter().copied())
+            .map(|((change, accounting), provenance)| (change, accounting, provenance));
         let last_seq = self
             .wal
             .append(entries)

@@ -21,7 +21,7 @@ use crate::flush::FlushMarkers;
 use crate::record::{CorruptRecord, Record};
 use crate::stats::StorageStats;
 use crate::version::{ClockSkew, HybridClock, NodeId, Version};
-use crate::wal::{Accounting, Origin};
+use crate::wal::{Accounting, Origin, Provenance};
 
 /// What a key holds, as a read-modify-write sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub struct Batch {
     pub(crate) overlay: HashMap<Bytes, Slot>,
     pub(crate) changes: Vec<Change>,
     pub(crate) accounting: Vec<Accounting>,
-    pub(crate) origins: Vec<Origin>,
+    pub(crate) provenances: Vec<Provenance>,
     pub(crate) flush: Option<FlushMarkers>,
     /// Items with an expiry this batch writes (counted once it is applied,
     /// so that the reclaimer never looks for them before they are there).
@@ -104,7 +104,7 @@ impl Batch {
         self.overlay.clear();
         self.changes.clear();
         self.accounting.clear();
-        self.origins.clear();
+        self.provenances.clear();
         self.flush = None;
         self.expiring_writes = 0;
     }
@@ -221,7 +221,7 @@ impl Txn<'_> {
         self.record(
             Change::Flush(markers),
             Accounting::default(),
-            Origin::Housekeeping,
+            Provenance::of(Origin::Housekeeping),
         );
     }
 
@@ -326,7 +326,10 @@ impl Txn<'_> {
                 bytes: -bytes,
                 tombstones: -tombstones,
             },
-            Origin::Housekeeping,
+            Provenance {
+                origin: Origin::Housekeeping,
+                previous: slot.version(),
+            },
         );
         self.batch.overlay.insert(key.clone(), Slot::EMPTY);
     }
@@ -354,14 +357,17 @@ impl Txn<'_> {
                 bytes: bytes - bytes_before,
                 tombstones: tombstones - tombstones_before,
             },
-            origin,
+            Provenance {
+                origin,
+                previous: slot.version(),
+            },
         );
         self.batch.overlay.insert(key.clone(), new_slot);
     }
 
-    fn record(&mut self, change: Change, accounting: Accounting, origin: Origin) {
+    fn record(&mut self, change: Change, accounting: Accounting, provenance: Provenance) {
         self.batch.changes.push(change);
         self.batch.accounting.push(accounting);
-        self.batch.origins.push(origin);
+        self.batch.provenances.push(provenance);
     }
 }
