@@ -389,7 +389,13 @@ impl Wal {
         }
         self.buffer.clear();
         for (change, accounting, provenance) in changes {
-            encode_frame(&mut self.buffer, self.next_seq, change, accounting, provenance);
+            encode_frame(
+                &mut self.buffer,
+                self.next_seq,
+                change,
+                accounting,
+                provenance,
+            );
             self.next_seq += 1;
         }
         let end = self.active_len + self.buffer.len() as u64;

@@ -13,7 +13,11 @@ fn put(key: &str, value: &str) -> Change {
 }
 
 fn client(change: &Change) -> (&Change, Accounting, Provenance) {
-    (change, Accounting::default(), Provenance::of(Origin::Client))
+    (
+        change,
+        Accounting::default(),
+        Provenance::of(Origin::Client),
+    )
 }
 
 /// Where the frames of a segment end and its zero-filled space begins
@@ -83,7 +87,12 @@ fn appended_entries_replay_in_order_after_the_given_sequence() {
         Provenance::of(Origin::Replica),
     ];
     let last = wal
-        .append(changes.iter().zip(provenances).map(|(c, p)| (c, accounting, p)))
+        .append(
+            changes
+                .iter()
+                .zip(provenances)
+                .map(|(c, p)| (c, accounting, p)),
+        )
         .unwrap();
     assert_eq!(last, 3);
     wal.sync().unwrap();
