@@ -99,6 +99,13 @@ pub struct Config {
     /// counted.
     #[arg(long, env = "MCSTORE_MAX_CLOCK_SKEW", default_value = "500ms", value_parser = parse_duration)]
     pub max_clock_skew: Duration,
+
+    /// Require authentication: a file of `user:password` lines (memcached's
+    /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
+    /// clients with memcached's ascii authentication (a first `set` whose
+    /// data is `user password`). Without it, no authentication.
+    #[arg(long, env = "MCSTORE_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `3h`, `1d` (a bare number is seconds).

@@ -5,6 +5,9 @@
 //! - [`server`]: accepts connections, enforces the connection limit, shuts
 //!   down gracefully; [`connection`]: one client's read/parse/write loop;
 //!   [`session`]: executes requests and keeps replies in order.
+//!   [`negotiate`]: a connection's first byte picks the text or the binary
+//!   protocol ([`binary_connection`], `session::binary`); [`auth`]: the
+//!   password file, SASL and ascii authentication.
 //!   The session lowers requests into the storage layer's operations
 //!   (`mcstore-storage`, in `server/storage/`) and renders its outcomes.
 //! - [`stats`]: memcached's command counters; [`access`]: the in-memory
@@ -13,8 +16,11 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod auth;
+pub mod binary_connection;
 pub mod config;
 pub mod connection;
+pub mod negotiate;
 pub mod rlimit;
 pub mod server;
 pub mod session;

@@ -985,7 +985,7 @@ fn mutated_frames_never_panic_and_never_overrun() {
             let at = (rng.next() as usize) % input.len();
             input[at] = rng.next() as u8;
         }
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             let cut = (rng.next() as usize) % (input.len() + 1);
             input.truncate(cut);
         }

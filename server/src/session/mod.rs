@@ -18,6 +18,7 @@
 //! - [`count`]: memcached's counters, from outcomes;
 //! - [`stats_report`]: the `stats` groups.
 
+pub mod binary;
 pub mod count;
 pub mod lower;
 pub mod render;
