@@ -144,6 +144,12 @@ pub struct AsciiAuth {
 impl AsciiAuth {
     /// Consumes what it can of `input`, answering into `out`.
     /// `max_data`: the longest data accepted (see the module documentation).
+    ///
+    /// memcached keeps one response for the whole authentication phase and
+    /// overwrites it: of the answers given before it next writes (when the
+    /// input runs dry), only the last is sent. An answer here replaces
+    /// whatever `out` holds, so the caller gets the same by writing `out`
+    /// only when it needs more input.
     pub fn step(
         &mut self,
         input: &mut BytesMut,
@@ -171,6 +177,7 @@ impl AsciiAuth {
                     _ => None,
                 };
                 let Some(size) = size else {
+                    out.clear();
                     out.put_slice(b"CLIENT_ERROR unauthenticated\r\n");
                     return AsciiStep::Refused;
                 };
@@ -187,6 +194,7 @@ impl AsciiAuth {
         }
         self.data_len = None;
         let data = input.split_to(data_len);
+        out.clear();
         if !data.ends_with(b"\r\n") {
             out.put_slice(b"CLIENT_ERROR bad command line termination\r\n");
             return AsciiStep::Refused;
@@ -298,6 +306,22 @@ mod tests {
         );
         let mut input = BytesMut::from(&b"set x 0 0\r\n"[..]);
         assert_eq!(run(&mut auth, &mut input).0, AsciiStep::Refused);
+    }
+
+    #[test]
+    fn only_the_last_answer_before_a_write_is_kept() {
+        let mut auth = AsciiAuth::default();
+        let mut input = BytesMut::from(&b"get a\r\nset x 0 0 11\r\nalice wrong\r\n"[..]);
+        let mut out = BytesMut::new();
+        assert_eq!(
+            auth.step(&mut input, &file(), 1 << 20, &mut out),
+            AsciiStep::Refused
+        );
+        assert_eq!(
+            auth.step(&mut input, &file(), 1 << 20, &mut out),
+            AsciiStep::Failed
+        );
+        assert_eq!(&out[..], b"CLIENT_ERROR authentication failure\r\n");
     }
 
     #[test]
