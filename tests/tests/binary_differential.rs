@@ -748,6 +748,26 @@ fn arithmetic_cases(c: &mut CaseList) {
             6,
         )]
     });
+    c.add(
+        "incr_with_a_wrong_cas_on_empty_and_non_numeric_values",
+        |k| {
+            // memcached refuses an empty value before it compares the cas, a
+            // non-numeric one after.
+            let e = format!("{k}e");
+            let a = format!("{k}a");
+            vec![
+                step(pieces![set(&e, b""), set(&a, b"abc")], 2),
+                step(
+                    pieces![
+                        arith(INCREMENT, &e, 1, 0, 0).cas(Cas::Wrong(0)),
+                        arith(INCREMENT, &a, 1, 0, 0).cas(Cas::Wrong(1)),
+                        arith(DECREMENT, &a, 1, 0, 0).cas(Cas::Of(1)),
+                    ],
+                    3,
+                ),
+            ]
+        },
+    );
     c.add("quiet_arithmetic_pipelined", |k| {
         let n = format!("{k}n");
         vec![step(
