@@ -5,9 +5,10 @@
 #   bash tests/run.sh
 #
 # Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached,
-# redis-server (the comparison test also uses redis-benchmark), the
-# binary-protocol clients (Dalli, php-memcached, libmemcached-tools) and
-# sasl2-bin (saslpasswd2, for memcached's SASL in the SASL test).
+# redis-server (the comparison test also uses redis-benchmark), nutcracker
+# (twemproxy, in front of a cluster), the binary-protocol clients (Dalli,
+# php-memcached, libmemcached-tools) and sasl2-bin (saslpasswd2, for
+# memcached's SASL in the SASL test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +18,12 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached, redis-server and the binary-protocol clients from Debian, pymemcache from PyPI)"
+step "installing test dependencies (memcached, redis-server, nutcracker and the binary-protocol clients from Debian, pymemcache from PyPI)"
 # Debian packages and a command or file each provides.
 packages=(
     "memcached:memcached"
     "redis-server:redis-server"
+    "nutcracker:/usr/sbin/nutcracker"
     "ruby:ruby"
     "ruby-dalli:/usr/share/doc/ruby-dalli"
     "php-cli:php"

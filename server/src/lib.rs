@@ -10,6 +10,8 @@
 //!   password file, SASL and ascii authentication.
 //!   The session lowers requests into the storage layer's operations
 //!   (`mcstore-storage`, in `server/storage/`) and renders its outcomes.
+//! - [`cluster`]: this node's part in a cluster (membership, topology,
+//!   peers); [`peer_session`]: requests forwarded here by peers.
 //! - [`stats`]: memcached's command counters; [`access`]: the in-memory
 //!   fetched/last-access table of the meta protocol; [`rlimit`]: the
 //!   open-file limit.
@@ -18,9 +20,12 @@
 pub mod access;
 pub mod auth;
 pub mod binary_connection;
+pub mod cluster;
+pub mod cluster_start;
 pub mod config;
 pub mod connection;
 pub mod negotiate;
+pub mod peer_session;
 pub mod rlimit;
 pub mod server;
 pub mod session;

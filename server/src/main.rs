@@ -31,6 +31,7 @@ fn main() {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    mcstore_server::cluster_start::check(&config, config.listen)?;
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -70,6 +71,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
+        let cluster = mcstore_server::cluster_start::start(&config, local, store.clone()).await?;
         let node = Arc::new(NodeInfo {
             started,
             max_connections: config.max_connections,
@@ -81,18 +83,30 @@ fn run(config: Config) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        let leaving = cluster.clone();
         let shutdown = async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
             tracing::info!("shutting down");
+            if let Some(cluster) = leaving {
+                // Peers stop routing here before the connections drain.
+                match cluster.membership.leave().await {
+                    Ok(outcome) => tracing::info!(
+                        confirmed = outcome.confirmed.len(),
+                        unconfirmed = outcome.unconfirmed.len(),
+                        "announced leaving the cluster"
+                    ),
+                    Err(err) => tracing::warn!(cause = %err, "could not announce leaving"),
+                }
+            }
         };
         let shared = Arc::new(Shared {
             auth,
             ..Shared::default()
         });
-        mcstore_server::server::run(listener, store.clone(), node, shared, shutdown).await;
+        mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
         anyhow::Ok(())
     })?;
     store

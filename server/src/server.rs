@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use mcstore_storage::Store;
 
+use crate::cluster::ClusterNode;
 use crate::session::{NodeInfo, Session};
 use crate::stats::Shared;
 
@@ -31,6 +32,7 @@ pub async fn run(
     store: Arc<Store>,
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
+    cluster: Option<Arc<ClusterNode>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits: Limits = node.limits;
@@ -72,18 +74,42 @@ pub async fn run(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("connection", id, %peer);
-        let session = Session::new(store.clone(), node.clone(), shared.clone());
-        let stop = stop_rx.clone();
+        let store = store.clone();
+        let node = node.clone();
+        let cluster = cluster.clone();
+        let mut stop = stop_rx.clone();
         let done = done_tx.clone();
         let shared = shared.clone();
         tokio::spawn(
             async move {
                 shared.curr_connections.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("accepted");
-                if let Err(err) =
-                    crate::connection::serve(stream, session, limits, stop, &shared.counters).await
-                {
-                    tracing::debug!(cause = %err, "connection error");
+                // A peer's connection starts with the peer handshake, which
+                // no memcache client sends.
+                let mut first = [0u8; 1];
+                let is_peer = tokio::select! {
+                    peeked = stream.peek(&mut first) => {
+                        matches!(peeked, Ok(1)) && first[0] == mcstore_cluster::peer::PEER_FIRST_BYTE
+                    }
+                    _ = stop.changed() => false,
+                };
+                match cluster.clone().filter(|_| is_peer) {
+                    Some(cluster) => {
+                        let store2 = store.clone();
+                        let session =
+                            Session::new(store, node, shared.clone(), Some(cluster.clone()), true);
+                        crate::peer_session::serve(stream, session, store2, cluster, limits, stop)
+                            .await;
+                    }
+                    None => {
+                        let session = Session::new(store, node, shared.clone(), cluster, false);
+                        if let Err(err) =
+                            crate::connection::serve(stream, session, limits, stop, &shared.counters)
+                                .await
+                        {
+                            tracing::debug!(cause = %err, "connection error");
+                        }
+                    }
                 }
                 shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::debug!("closed");

@@ -11,6 +11,7 @@ use mcstore_protocol::Reply;
 use mcstore_storage::Store;
 
 use super::{NodeInfo, VERSION};
+use crate::cluster::ClusterNode;
 use crate::stats::Shared;
 
 /// What a `stats` request reads.
@@ -21,6 +22,8 @@ pub struct StatsReport<'a> {
     pub node: &'a NodeInfo,
     /// The connections' counters.
     pub shared: &'a Shared,
+    /// The node's cluster, if it is in one.
+    pub cluster: Option<&'a ClusterNode>,
 }
 
 /// Statistics as names and values, in the order they are reported.
@@ -39,6 +42,8 @@ pub enum StatGroup {
     Settings,
     /// `stats store`: mcstore's storage layer.
     Store,
+    /// `stats cluster`: members, forwarding and replication.
+    Cluster,
 }
 
 impl StatsReport<'_> {
@@ -54,6 +59,7 @@ impl StatsReport<'_> {
             }
             Stats::Group(group) => match &group[..] {
                 b"store" => self.entries(StatGroup::Store),
+                b"cluster" => self.entries(StatGroup::Cluster),
                 // Groups memcached has that mean nothing here: no slabs.
                 b"items" | b"slabs" | b"sizes" | b"conns" => StatList::new(),
                 _ => {
@@ -79,6 +85,7 @@ impl StatsReport<'_> {
             StatGroup::General => self.general(&mut out),
             StatGroup::Settings => self.settings(&mut out),
             StatGroup::Store => self.store(&mut out),
+            StatGroup::Cluster => self.cluster(&mut out),
         }
         out
     }
@@ -212,6 +219,70 @@ impl StatsReport<'_> {
             }
         }
         stat(out, "corrupt_records", load(&stats.corrupt_records));
+    }
+}
+
+impl StatsReport<'_> {
+    /// `stats cluster`: every member and its state (this node included),
+    /// the replica set size, the ring, and what this node forwarded. A node
+    /// without `--seeds` is a cluster of one.
+    fn cluster(&self, out: &mut StatList) {
+        let Some(cluster) = self.cluster else {
+            stat(out, &format!("node:{}", self.node.listen), "alive");
+            stat(out, "replication_factor", 1);
+            stat(out, "ring_nodes", 1);
+            for name in ["forwarded", "forward_errors", "peer_rejected"] {
+                stat(out, name, 0);
+            }
+            return;
+        };
+        let snapshot = cluster.topology.snapshot();
+        for member in snapshot.view().members() {
+            stat(out, &format!("node:{}", member.advertise), member.state);
+        }
+        stat(out, "self", &cluster.advertise);
+        stat(out, "replication_factor", snapshot.replication_factor());
+        stat(out, "ring_nodes", snapshot.ring_members().len());
+        let counters = &cluster.counters;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        stat(out, "forwarded", load(&counters.forwarded));
+        stat(out, "forward_errors", load(&counters.forward_errors));
+        stat(out, "peer_rejected", load(&counters.peer_rejected));
+        stat(
+            out,
+            "executed_for_peers",
+            load(&counters.executed_for_peers),
+        );
+        let gossip = cluster.membership.counters();
+        stat(out, "gossip_rejected", gossip.rejected);
+        let reports = cluster.replicator.report();
+        for report in &reports {
+            let peer = &report.peer;
+            stat(out, &format!("peer:{peer}:lag_ms"), report.lag_ms);
+            stat(out, &format!("peer:{peer}:pending"), report.pending);
+            stat(out, &format!("peer:{peer}:hints"), report.hints);
+            stat(out, &format!("peer:{peer}:shipped"), report.shipped);
+            stat(out, &format!("peer:{peer}:transferred"), report.transferred);
+        }
+        let storage = self.store.stats();
+        stat(
+            out,
+            "replicated_in",
+            storage.applied.load(Ordering::Relaxed),
+        );
+        stat(
+            out,
+            "replicated_out",
+            reports
+                .iter()
+                .map(|r| r.shipped + r.transferred)
+                .sum::<u64>(),
+        );
+        stat(
+            out,
+            "hints_pending",
+            reports.iter().map(|r| r.hints).sum::<u64>(),
+        );
     }
 }
 

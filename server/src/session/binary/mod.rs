@@ -60,6 +60,7 @@ use mcstore_storage::{Lookup, Operation, Store};
 use self::render::Answer;
 use super::stats_report::{StatGroup as Group, StatsReport};
 use super::{NodeInfo, Session, VERSION};
+use crate::cluster::ClusterNode;
 use crate::stats::{Counters, Shared};
 
 /// What the connection does after a frame.
@@ -102,6 +103,9 @@ pub struct BinarySession {
     store: Arc<Store>,
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
+    /// The node's cluster, if it is in one (for `stat cluster`; binary
+    /// requests are not forwarded yet).
+    cluster: Option<Arc<ClusterNode>>,
     pending: VecDeque<Pending>,
     authenticated: bool,
     /// Response bytes ready to be written.
@@ -118,7 +122,10 @@ impl Session {
 impl BinarySession {
     /// The binary session of the connection `text` was made for.
     pub fn for_connection(text: &Session) -> BinarySession {
-        BinarySession::new(text.store.clone(), text.node.clone(), text.shared.clone())
+        BinarySession {
+            cluster: text.cluster.clone(),
+            ..BinarySession::new(text.store.clone(), text.node.clone(), text.shared.clone())
+        }
     }
 
     /// A session on `store`.
@@ -127,6 +134,7 @@ impl BinarySession {
             store,
             node,
             shared,
+            cluster: None,
             pending: VecDeque::new(),
             authenticated: false,
             output: BytesMut::with_capacity(16 * 1024),
@@ -436,6 +444,7 @@ impl BinarySession {
             store: &self.store,
             node: &self.node,
             shared: &self.shared,
+            cluster: self.cluster.as_deref(),
         };
         let entries = match group {
             StatGroup::General => report.entries(Group::General),
@@ -450,6 +459,7 @@ impl BinarySession {
             StatGroup::DetailDump => vec![("detailed".to_string(), "END\r\n".to_string())],
             StatGroup::Other(key) => match &key[..] {
                 b"store" => report.entries(Group::Store),
+                b"cluster" => report.entries(Group::Cluster),
                 // Groups memcached has that mean nothing without slabs.
                 b"items" | b"slabs" | b"sizes" | b"sizes_enable" | b"sizes_disable" => Vec::new(),
                 _ => {
