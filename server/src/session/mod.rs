@@ -19,6 +19,7 @@
 //! - [`count`]: memcached's counters, from outcomes;
 //! - [`stats_report`]: the `stats` groups.
 
+pub mod binary;
 pub mod count;
 pub mod lower;
 pub mod render;
