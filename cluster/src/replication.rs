@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use crate::membership::MemberState;
 use crate::peer::message::ShippedRecord;
 use crate::peer::{ForwardCall, PeerPool};
-use crate::topology::{Snapshot, Topology};
+use crate::topology::{Snapshot, Topology, STATUS_JOINING};
 use crate::transfers::{TransferProgress, Transfers};
 
 /// How replication behaves.
@@ -55,6 +55,8 @@ pub struct ReplicationConfig {
     pub window: usize,
     /// How long a batch may wait for its acknowledgement.
     pub ack_timeout: Duration,
+    /// Range transfer bytes per second to one peer at most; 0: no limit.
+    pub transfer_rate: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -65,6 +67,7 @@ impl Default for ReplicationConfig {
             batch_bytes: 1 << 20,
             window: 4,
             ack_timeout: Duration::from_secs(10),
+            transfer_rate: 0,
         }
     }
 }
@@ -79,6 +82,8 @@ pub struct PeerProgress {
     pub shipped: AtomicU64,
     /// Records sent by range transfers.
     pub transferred: AtomicU64,
+    /// Bytes (keys and records) sent by range transfers.
+    pub transferred_bytes: AtomicU64,
     /// Range transfers begun.
     pub transfers: AtomicU64,
     /// Unix ms when the oldest change the peer has not acknowledged was
@@ -103,6 +108,8 @@ pub struct PeerReport {
     pub state: MemberState,
     /// Log entries it has not acknowledged.
     pub pending: u64,
+    /// The last change-stream sequence it acknowledged.
+    pub acked: u64,
     /// Pending entries while it is not alive: hints held for it.
     pub hints: u64,
     /// How long the oldest unacknowledged change has waited, ms.
@@ -111,6 +118,8 @@ pub struct PeerReport {
     pub shipped: u64,
     /// Records sent to it by range transfers.
     pub transferred: u64,
+    /// Bytes sent to it by range transfers.
+    pub transferred_bytes: u64,
     /// Its range transfer for the current placement: `done`, `running` or
     /// `pending`.
     pub transfer: &'static str,
@@ -212,12 +221,14 @@ impl Replicator {
             .iter()
             .map(|(peer, progress)| {
                 let state = snapshot.state_of(peer).unwrap_or(MemberState::Dead);
-                let pending = published.saturating_sub(progress.acked.load(Ordering::Relaxed));
+                let acked = progress.acked.load(Ordering::Relaxed);
+                let pending = published.saturating_sub(acked);
                 let oldest = progress.oldest_unacked_ms.load(Ordering::Relaxed);
                 PeerReport {
                     peer: peer.clone(),
                     state,
                     pending,
+                    acked,
                     hints: if state == MemberState::Alive {
                         0
                     } else {
@@ -230,6 +241,7 @@ impl Replicator {
                     },
                     shipped: progress.shipped.load(Ordering::Relaxed),
                     transferred: progress.transferred.load(Ordering::Relaxed),
+                    transferred_bytes: progress.transferred_bytes.load(Ordering::Relaxed),
                     transfer: if progress.covered.load(Ordering::Relaxed) == current {
                         "done"
                     } else if progress.transferring.load(Ordering::Relaxed) {
@@ -242,6 +254,38 @@ impl Replicator {
             .collect();
         reports.sort_by(|a, b| a.peer.cmp(&b.peer));
         reports
+    }
+
+    /// Whether this node has handed everything over for the current
+    /// placement: every other member of the future ring has had its range
+    /// transfer and has acknowledged every change this node logged (what a
+    /// leaving node waits for before it announces `left`). `Err` names a
+    /// member still waiting.
+    pub fn handed_over(&self) -> Result<(), String> {
+        let snapshot = self.topology.snapshot();
+        let wanted = placement(&snapshot);
+        let published = self.store.published_seq();
+        let progress = self.progress.lock().expect("progress lock");
+        for member in snapshot.future().members.iter().filter(|m| !m.is_self) {
+            let Some(peer) = progress.get(&member.advertise) else {
+                return Err(format!("{}: no shipper yet", member.advertise));
+            };
+            if peer.covered.load(Ordering::Relaxed) != wanted {
+                return Err(format!(
+                    "{}: range transfer not done ({})",
+                    member.advertise, member.state
+                ));
+            }
+            let acked = peer.acked.load(Ordering::Relaxed);
+            if acked < published {
+                return Err(format!(
+                    "{}: {} changes not acknowledged",
+                    member.advertise,
+                    published - acked
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until one other replica of `key` has acknowledged the change
@@ -364,13 +408,18 @@ impl Replicator {
         if progress.covered.load(Ordering::Relaxed) != wanted {
             // What the peer may lack: everything it replicates now, or only
             // what the last ring change gave it when the placement it had
-            // is known.
+            // is known. A joining peer gets everything: it may be a member
+            // that comes back with its data lost (a wiped data directory).
+            let joining = snapshot
+                .view()
+                .get(peer)
+                .is_some_and(|m| m.status == STATUS_JOINING);
             let before = progress
                 .covered_snapshot
                 .lock()
                 .expect("covered lock")
                 .clone()
-                .filter(|_| !stream_lost && resume.is_none());
+                .filter(|_| !stream_lost && resume.is_none() && !joining);
             progress.transferring.store(true, Ordering::Relaxed);
             let result = self
                 .transfer(peer, progress, &snapshot, before.as_deref(), wanted, resume)
@@ -392,9 +441,22 @@ impl Replicator {
         progress.acked.store(reader.position(), Ordering::Relaxed);
         let mut in_flight: std::collections::VecDeque<(u64, usize, ForwardCall)> =
             std::collections::VecDeque::new();
+        let mut seen = snapshot.clone();
         loop {
+            // A placement change needs a transfer first, and a peer that is
+            // no longer alive is the caller's to decide: stop filling the
+            // window, and return once the batches in flight are answered.
+            let now = self.topology.snapshot();
+            if !Arc::ptr_eq(&now, &seen) {
+                seen = now;
+            }
+            let go_on = placement(&seen) == wanted
+                && matches!(
+                    seen.state_of(peer),
+                    Some(MemberState::Alive | MemberState::Suspect)
+                );
             // Fill the window, then wait for the oldest batch's ack.
-            while in_flight.len() < self.config.window {
+            while go_on && in_flight.len() < self.config.window {
                 let batch = match self
                     .next_batch(peer, &mut reader, in_flight.is_empty())
                     .await
@@ -427,15 +489,7 @@ impl Replicator {
                 in_flight.push_back((last_seq, count, call));
             }
             let Some((last_seq, count, call)) = in_flight.pop_front() else {
-                // Caught up: a placement change needs a transfer first, and
-                // a peer that is no longer alive is the caller's to decide.
-                let now = self.topology.snapshot();
-                if placement(&now) != wanted
-                    || !matches!(
-                        now.state_of(peer),
-                        Some(MemberState::Alive | MemberState::Suspect)
-                    )
-                {
+                if !go_on {
                     return Ok(());
                 }
                 continue;
@@ -517,8 +571,13 @@ impl Replicator {
         let started = Instant::now();
         let mut last_log = Instant::now();
         let mut after: Option<Bytes> = resume;
+        let mut pacer = Pacer::new(self.config.transfer_rate);
+        let batch_bytes = pacer.batch_bytes(self.config.batch_bytes);
         let mut sent = 0u64;
         let mut scanned = 0u64;
+        if after.is_some() {
+            tracing::info!(%peer, "range transfer resumed where it was interrupted");
+        }
         loop {
             let chunk = self
                 .store
@@ -530,20 +589,21 @@ impl Replicator {
             let last_key = last_key.clone();
             let full = chunk.len() == self.config.batch_records;
             scanned += chunk.len() as u64;
-            let records: Vec<ShippedRecord> = chunk
+            let records = chunk
                 .into_iter()
                 .filter(|(key, _)| snapshot.is_replica(key, peer))
                 .filter(|(key, _)| before.is_none_or(|b| !b.is_replica(key, peer)))
                 .map(|(key, record)| ShippedRecord {
                     record: Bytes::from(record.encode(&key)),
                     key,
-                })
-                .collect();
-            if !records.is_empty() {
-                let count = records.len() as u64;
+                });
+            for batch in batches_of(records, batch_bytes) {
+                let count = batch.len() as u64;
+                let bytes = batch_size(&batch) as u64;
+                let last = batch.last().map(|r| r.key.clone());
                 let reply = self
                     .peers
-                    .replicate(peer, records, self.config.ack_timeout)
+                    .transfer(peer, batch, self.config.ack_timeout)
                     .reply()
                     .await
                     .map_err(|e| e.to_string())?;
@@ -552,6 +612,15 @@ impl Replicator {
                 }
                 sent += count;
                 progress.transferred.fetch_add(count, Ordering::Relaxed);
+                progress
+                    .transferred_bytes
+                    .fetch_add(bytes, Ordering::Relaxed);
+                if let Some(last) = last {
+                    let _ = self
+                        .transfers
+                        .set(peer, wanted, TransferProgress::After(last));
+                }
+                pacer.pace(bytes).await;
             }
             let _ = self
                 .transfers
@@ -559,14 +628,22 @@ impl Replicator {
             after = Some(last_key);
             if last_log.elapsed() > Duration::from_secs(5) {
                 last_log = Instant::now();
-                tracing::info!(%peer, scanned, sent, rate = (sent as f64 / started.elapsed().as_secs_f64()) as u64, "range transfer in progress");
+                let seconds = started.elapsed().as_secs_f64().max(0.001);
+                tracing::info!(
+                    %peer,
+                    scanned,
+                    sent,
+                    keys_per_sec = (sent as f64 / seconds) as u64,
+                    mb_per_sec = format!("{:.2}", pacer.sent_bytes as f64 / seconds / 1e6),
+                    "range transfer in progress"
+                );
             }
             if !full {
                 break;
             }
         }
         if sent > 0 {
-            tracing::info!(%peer, scanned, sent, took_ms = started.elapsed().as_millis() as u64, "range transfer done");
+            tracing::info!(%peer, scanned, sent, bytes = pacer.sent_bytes, took_ms = started.elapsed().as_millis() as u64, "range transfer done");
         }
         Ok(())
     }
@@ -664,6 +741,78 @@ impl Replicator {
             after = Some(next);
         }
     }
+}
+
+/// Keeps a sender of records at or below a rate (bytes per second since it
+/// started; 0: no limit).
+pub(crate) struct Pacer {
+    rate: u64,
+    started: Instant,
+    /// Bytes accounted so far.
+    pub(crate) sent_bytes: u64,
+}
+
+impl Pacer {
+    pub(crate) fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate,
+            started: Instant::now(),
+            sent_bytes: 0,
+        }
+    }
+
+    /// The batch size to use: `largest`, or less under a rate, so that a
+    /// batch takes about a quarter of a second (and an interrupted peer is
+    /// noticed soon).
+    pub(crate) fn batch_bytes(&self, largest: usize) -> usize {
+        if self.rate == 0 {
+            largest
+        } else {
+            usize::try_from(self.rate / 4)
+                .unwrap_or(largest)
+                .clamp(4096, largest.max(4096))
+        }
+    }
+
+    /// Accounts `bytes` sent and sleeps until the rate allows more.
+    pub(crate) async fn pace(&mut self, bytes: u64) {
+        self.sent_bytes += bytes;
+        if self.rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent_bytes as f64 / self.rate as f64);
+        if let Some(early) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(early).await;
+        }
+    }
+}
+
+/// The bytes of a batch on the wire (keys and records).
+pub fn batch_size(batch: &[ShippedRecord]) -> usize {
+    batch.iter().map(|r| r.key.len() + r.record.len()).sum()
+}
+
+/// Splits records into batches of about `max_bytes` (at least one record
+/// each).
+pub(crate) fn batches_of(
+    records: impl Iterator<Item = ShippedRecord>,
+    max_bytes: usize,
+) -> Vec<Vec<ShippedRecord>> {
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for record in records {
+        bytes += record.key.len() + record.record.len();
+        current.push(record);
+        if bytes >= max_bytes {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// The record a change ships to `peer`, if it is a client's write of a key

@@ -25,13 +25,7 @@ pub enum Target {
     Peer(String),
 }
 
-/// A member's status word while it is receiving its ranges: not on the
-/// routing ring yet, already on the future one.
-pub const STATUS_JOINING: &str = "joining";
-
-/// A member's status word while it hands its ranges over before it leaves:
-/// still on the routing ring, no longer on the future one.
-pub const STATUS_LEAVING: &str = "leaving";
+pub use crate::membership::{STATUS_JOINING, STATUS_LEAVING, STATUS_READY};
 
 /// One ring: the members on it, in ring index order, and the ketama ring.
 #[derive(Debug, Default)]
@@ -88,9 +82,8 @@ impl RingOf {
 
 /// A snapshot of the cluster as routing sees it: the membership view, the
 /// routing ring (members that joined and have not left, without those still
-/// joining or removed) and the future ring (members that will hold data
-/// once the joins and leaves under way are done: joining ones in, leaving
-/// and removed ones out).
+/// joining) and the future ring (members that will hold data once the joins
+/// and leaves under way are done: joining ones in, leaving ones out).
 #[derive(Debug)]
 pub struct Snapshot {
     view: MembershipView,
@@ -100,18 +93,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot of a view, with the members an operator removed.
+    /// The snapshot of a view.
     pub fn new(view: MembershipView, replication_factor: usize) -> Snapshot {
-        Snapshot::with_removed(view, replication_factor, &[])
-    }
-
-    /// The snapshot of a view, leaving out the `removed` members.
-    pub fn with_removed(
-        view: MembershipView,
-        replication_factor: usize,
-        removed: &[String],
-    ) -> Snapshot {
-        let on_ring = |m: &&Member| m.state.on_ring() && !removed.contains(&m.advertise);
+        let on_ring = |m: &&Member| m.state.on_ring();
         let routing = view
             .members()
             .iter()
@@ -217,13 +201,11 @@ impl Snapshot {
     }
 }
 
-/// The node's current snapshot, replaced whenever the membership (or the
-/// set of removed members) changes.
+/// The node's current snapshot, replaced whenever the membership changes.
 pub struct Topology {
     current: RwLock<Arc<Snapshot>>,
     changes: watch::Sender<Arc<Snapshot>>,
     replication_factor: usize,
-    removed: RwLock<Vec<String>>,
 }
 
 impl Topology {
@@ -234,7 +216,6 @@ impl Topology {
             current: RwLock::new(snapshot.clone()),
             changes: watch::channel(snapshot).0,
             replication_factor,
-            removed: RwLock::new(Vec::new()),
         })
     }
 
@@ -250,26 +231,9 @@ impl Topology {
 
     /// Replaces the snapshot with one of `view`.
     pub fn update(&self, view: MembershipView) {
-        let removed = self.removed.read().expect("removed lock").clone();
-        let snapshot = Arc::new(Snapshot::with_removed(
-            view,
-            self.replication_factor,
-            &removed,
-        ));
+        let snapshot = Arc::new(Snapshot::new(view, self.replication_factor));
         *self.current.write().expect("topology lock") = snapshot.clone();
         self.changes.send_replace(snapshot);
-    }
-
-    /// The members an operator removed (off both rings for good).
-    pub fn removed(&self) -> Vec<String> {
-        self.removed.read().expect("removed lock").clone()
-    }
-
-    /// Sets the removed members and rebuilds the snapshot.
-    pub fn set_removed(&self, removed: Vec<String>) {
-        *self.removed.write().expect("removed lock") = removed;
-        let view = self.snapshot().view().clone();
-        self.update(view);
     }
 
     /// Follows a membership watch until it closes (spawn it).

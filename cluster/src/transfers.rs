@@ -7,12 +7,13 @@
 //! temporary file, fsynced and renamed after every acknowledged batch.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use mcstore_storage::datadir::write_file_durably;
 
 /// Where a peer's transfer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,26 +101,27 @@ impl Transfers {
 
     /// Records `peer`'s progress durably.
     pub fn set(&self, peer: &str, placement: u64, progress: TransferProgress) -> io::Result<()> {
-        let text = {
-            let mut state = self.state.lock().expect("transfers lock");
-            state.insert(peer.to_string(), (placement, progress));
-            state
-                .iter()
-                .map(|(peer, (placement, progress))| {
-                    let progress = match progress {
-                        TransferProgress::Done => "done".to_string(),
-                        TransferProgress::After(key) => format!("after:{}", hex(key)),
-                    };
-                    format!("{placement:016x} {progress} {peer}\n")
-                })
-                .collect::<String>()
-        };
-        let temporary = self.path.with_extension("tmp");
-        let mut file = File::create(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, &self.path)?;
-        File::open(self.path.parent().unwrap_or(Path::new(".")))?.sync_all()
+        // The lock is held through the write: shippers of different peers
+        // share the file.
+        let mut state = self.state.lock().expect("transfers lock");
+        state.insert(peer.to_string(), (placement, progress));
+        let text: String = state
+            .iter()
+            .map(|(peer, (placement, progress))| {
+                let progress = match progress {
+                    TransferProgress::Done => "done".to_string(),
+                    TransferProgress::After(key) => format!("after:{}", hex(key)),
+                };
+                format!("{placement:016x} {progress} {peer}\n")
+            })
+            .collect();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("transfers");
+        write_file_durably(dir, name, text.as_bytes())
     }
 
     /// Forgets `peer` (it left the ring).

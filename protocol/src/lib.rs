@@ -15,10 +15,13 @@
 //!   type per command, the incremental request parser
 //!   ([`parse_binary_request`]), response encoding and the incremental
 //!   response decoder ([`parse_binary_response`]).
+//! - [`admin`]: `mcstore_cluster`, mcstore's cluster administration
+//!   commands (leave, remove a dead member).
 //! - [`number`]: numbers parsed with memcached's `strtoul` semantics.
 //! - [`exptime`]: how an exptime on the wire becomes an absolute expiry.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod binary;
 pub mod exptime;
 pub mod meta;
@@ -27,6 +30,7 @@ pub mod parse;
 pub mod reply;
 pub mod request;
 
+pub use admin::ClusterCommand;
 pub use binary::{
     parse_binary_request, parse_binary_response, BinaryFrame, BinaryRequest, BinaryResponse,
 };

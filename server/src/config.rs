@@ -166,6 +166,13 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_HINT_WINDOW", default_value = "3h", value_parser = parse_duration)]
     pub hint_window: Duration,
 
+    /// The most a node sends per second in range transfers (a join, a
+    /// leave, a removed member's ranges, a returning replica), in bytes per
+    /// peer (k, m, g suffixes); 0: no limit. Keeps a join from crowding out
+    /// the foreground load.
+    #[arg(long, env = "MCSTORE_TRANSFER_RATE", default_value = "32m", value_parser = parse_size)]
+    pub transfer_rate: usize,
+
     /// Require authentication: a file of `user:password` lines (memcached's
     /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
     /// clients with memcached's ascii authentication (a first `set` whose

@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod negotiate;
 pub mod peer_session;
+pub mod rebalance;
 pub mod rlimit;
 pub mod server;
 pub mod session;

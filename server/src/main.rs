@@ -85,21 +85,21 @@ fn run(config: Config) -> anyhow::Result<()> {
         let mut terminate = signal(SignalKind::terminate())?;
         let leaving = cluster.clone();
         let shutdown = async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("shutting down");
-            if let Some(cluster) = leaving {
-                // Peers stop routing here before the connections drain.
-                match cluster.membership.leave().await {
-                    Ok(outcome) => tracing::info!(
-                        confirmed = outcome.confirmed.len(),
-                        unconfirmed = outcome.unconfirmed.len(),
-                        "announced leaving the cluster"
-                    ),
-                    Err(err) => tracing::warn!(cause = %err, "could not announce leaving"),
+            let left = async {
+                match &leaving {
+                    Some(cluster) => cluster.exit_requested().await,
+                    None => std::future::pending().await,
                 }
+            };
+            let signalled = tokio::select! {
+                _ = interrupt.recv() => true,
+                _ = terminate.recv() => true,
+                () = left => false,
+            };
+            tracing::info!("shutting down");
+            if let Some(cluster) = leaving.filter(|_| signalled) {
+                // Peers stop routing here before the connections drain.
+                mcstore_server::rebalance::announce_left(&cluster).await;
             }
         };
         let shared = Arc::new(Shared {

@@ -194,19 +194,75 @@ impl Cluster {
         (cluster, proxies)
     }
 
+    /// Starts one more node on a fresh data directory, seeded with every
+    /// address; it joins (`joining`, then `alive`). Returns its index; does
+    /// not wait.
+    pub fn add_node(&mut self, args: &[&str]) -> usize {
+        let index = self.nodes.len();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut seeds: Vec<String> = self.advertised.clone();
+        seeds.push(addr.to_string());
+        let seed_list = seeds.join(",");
+        let mut node_args = vec!["--seeds", seed_list.as_str()];
+        node_args.extend_from_slice(args);
+        let node = Mcstore::start_in_at(node_dir(index), &addr.to_string(), &node_args)
+            .expect("start the new node");
+        self.nodes.push(node);
+        self.addrs.push(addr);
+        self.advertised.push(addr.to_string());
+        index
+    }
+
     /// Waits until every running node sees every running node alive.
     pub fn wait_converged(&self) {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_running())
             .collect();
-        wait_until("the cluster to converge", CLUSTER_TIMEOUT, || {
+        let converged = || {
             running.iter().all(|&i| {
                 let seen = members(self.addrs[i]);
                 running
                     .iter()
                     .all(|&j| seen.get(&self.advertised[j]).map(String::as_str) == Some("alive"))
             })
-        });
+        };
+        let started = Instant::now();
+        while !converged() {
+            if started.elapsed() > CLUSTER_TIMEOUT {
+                panic!(
+                    "timed out after {CLUSTER_TIMEOUT:?} waiting for the cluster to converge:\n{}",
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What every running node sees (members and its peers' progress), and
+    /// the end of its log: for the message of a failed wait.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() {
+                out.push_str(&format!("node {i} ({}): stopped\n", self.advertised[i]));
+                continue;
+            }
+            let seen: Vec<String> = stats(self.addrs[i], "cluster")
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("node:") || name.ends_with(":transfer"))
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            let log = self.nodes[i].stderr();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            out.push_str(&format!(
+                "node {i} ({}): {}\n  log: {}\n",
+                self.advertised[i],
+                seen.join(" "),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n       ")
+            ));
+        }
+        out
     }
 
     /// Waits until every running node other than `subject` sees `subject`
@@ -276,11 +332,21 @@ impl Cluster {
     /// The indices of the nodes that hold `key`'s replicas (the same ketama
     /// ring as the nodes build), owner first.
     pub fn replicas_of(&self, key: &[u8], replication_factor: usize) -> Vec<usize> {
-        let mut by_address: Vec<(String, usize)> = self
-            .advertised
+        let all: Vec<usize> = (0..self.advertised.len()).collect();
+        self.replicas_among(key, replication_factor, &all)
+    }
+
+    /// As [`Cluster::replicas_of`], on the ring of the nodes `members` only
+    /// (after a node left or was removed, or before one joined).
+    pub fn replicas_among(
+        &self,
+        key: &[u8],
+        replication_factor: usize,
+        members: &[usize],
+    ) -> Vec<usize> {
+        let mut by_address: Vec<(String, usize)> = members
             .iter()
-            .enumerate()
-            .map(|(i, a)| (a.clone(), i))
+            .map(|&i| (self.advertised[i].clone(), i))
             .collect();
         by_address.sort();
         let ring = mcstore_cluster::Ring::new(

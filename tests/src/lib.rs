@@ -267,6 +267,12 @@ impl McstoreProcess {
         kill_and_reap(&mut self.child);
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; `None` if
+    /// it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_timeout(&mut self.child, timeout).ok().flatten()
+    }
+
     /// SIGTERM, then waits up to [`SHUTDOWN_TIMEOUT`]; `None` if it did not exit
     /// (it is then killed with SIGKILL).
     pub fn terminate(mut self) -> Option<ExitStatus> {
@@ -446,6 +452,15 @@ impl Mcstore {
         }
     }
 
+    /// Waits up to `timeout` for the server to exit by itself (a node that
+    /// left its cluster); `None` if it still runs. Once it exited the server
+    /// is stopped (restartable), as after [`Mcstore::kill9`].
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = self.process.as_mut()?.wait_exit(timeout)?;
+        self.process = None;
+        Some(status)
+    }
+
     /// SIGTERM the server and wait for it; `None` if it had to be killed after
     /// [`SHUTDOWN_TIMEOUT`]. The data directory stays.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
@@ -458,6 +473,7 @@ impl Mcstore {
 
 pub mod cluster;
 pub mod faults;
+pub mod load;
 
 /// Picks a port that was free a moment ago by binding 127.0.0.1:0 and dropping the listener.
 pub fn free_port() -> u16 {

@@ -360,6 +360,11 @@ impl Session {
                 let now = now();
                 self.meta(meta, now).await
             }
+            Request::Cluster(command) => {
+                self.resolve_pending().await;
+                let reply = crate::rebalance::admin(self.cluster.as_ref(), command).await;
+                self.reply(reply).await;
+            }
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
                 self.reply(Reply::Error).await;

@@ -238,7 +238,17 @@ impl StatsReport<'_> {
         };
         let snapshot = cluster.topology.snapshot();
         for member in snapshot.view().members() {
-            stat(out, &format!("node:{}", member.advertise), member.state);
+            // A live member that is joining or leaving shows its status.
+            let live = matches!(
+                member.state,
+                mcstore_cluster::MemberState::Alive | mcstore_cluster::MemberState::Suspect
+            );
+            let name = format!("node:{}", member.advertise);
+            if live && member.status != mcstore_cluster::topology::STATUS_READY {
+                stat(out, &name, &member.status);
+            } else {
+                stat(out, &name, member.state);
+            }
         }
         stat(out, "self", &cluster.advertise);
         stat(out, "replication_factor", snapshot.replication_factor());
@@ -263,7 +273,30 @@ impl StatsReport<'_> {
             stat(out, &format!("peer:{peer}:hints"), report.hints);
             stat(out, &format!("peer:{peer}:shipped"), report.shipped);
             stat(out, &format!("peer:{peer}:transferred"), report.transferred);
+            stat(out, &format!("peer:{peer}:transfer"), report.transfer);
+            stat(out, &format!("peer:{peer}:acked"), report.acked);
         }
+        stat(out, "change_seq", self.store.published_seq());
+        stat(
+            out,
+            "transfer_keys_done",
+            load(&counters.transfer_keys_received),
+        );
+        stat(
+            out,
+            "transfer_bytes_done",
+            load(&counters.transfer_bytes_received),
+        );
+        stat(
+            out,
+            "transfer_keys_sent",
+            reports.iter().map(|r| r.transferred).sum::<u64>(),
+        );
+        stat(
+            out,
+            "transfer_bytes_sent",
+            reports.iter().map(|r| r.transferred_bytes).sum::<u64>(),
+        );
         let storage = self.store.stats();
         stat(
             out,

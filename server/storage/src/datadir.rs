@@ -66,18 +66,34 @@ pub fn node_id(data_dir: &Path) -> Result<NodeId, StoreError> {
             .ok_or(StoreError::CorruptNodeId(path)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let id = random_nonzero_u64().map_err(io_error(data_dir))?;
-            let temporary = data_dir.join("NODE_ID.tmp");
-            let write = || -> io::Result<()> {
-                let mut file = File::create(&temporary)?;
-                writeln!(file, "{id:016x}")?;
-                file.sync_all()?;
-                fs::rename(&temporary, &path)?;
-                File::open(data_dir)?.sync_all()
-            };
-            write().map_err(io_error(data_dir))?;
+            write_file_durably(data_dir, "NODE_ID", format!("{id:016x}\n").as_bytes())
+                .map_err(io_error(data_dir))?;
             Ok(NodeId(id))
         }
         Err(err) => Err(io_error(data_dir)(err)),
+    }
+}
+
+/// Replaces `dir/name` with `contents` durably: a temporary file is written
+/// and fsynced, renamed over the old one, and the directory fsynced. A crash
+/// leaves the old file or the new one, never a torn one. Callers that write
+/// one name from several threads serialize the calls.
+pub fn write_file_durably(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&temporary, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+/// Removes `dir/name` durably (the directory is fsynced); a file that is
+/// not there is not an error.
+pub fn remove_file_durably(dir: &Path, name: &str) -> io::Result<()> {
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => File::open(dir)?.sync_all(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
     }
 }
 
