@@ -18,11 +18,13 @@
 //! - [`render`]: outcomes and items become reply bytes;
 //! - [`count`]: memcached's counters, from outcomes;
 //! - [`stats_report`]: the `stats` groups.
+//! - [`scan`]: `mcstore_scan`, the bounded listing of this node's items.
 
 pub mod count;
 pub mod lower;
 pub mod render;
 pub mod route;
+pub mod scan;
 pub mod stats_report;
 
 use std::collections::VecDeque;
@@ -358,6 +360,10 @@ impl Session {
             Request::Meta(meta) => {
                 let now = now();
                 self.meta(meta, now).await
+            }
+            Request::Scan(scan) => {
+                self.resolve_pending().await;
+                scan::render(&self.store, &scan, &mut self.output);
             }
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
