@@ -183,7 +183,7 @@ impl Client {
         request.invalidate = true;
         request.ttl = Some(stale_for);
         let reply = self.meta_delete(request).await?;
-        status_ok(&reply).map(|_| ())
+        check_reply(&reply).map(|_| ())
     }
 
     /// Stores a recomputed value if the item's cas is still `cas`
@@ -203,13 +203,12 @@ impl Client {
         request.ttl = Some(exptime);
         request.compare_cas = Some(cas);
         let reply = self.meta_set(request).await?;
-        status_ok(&reply)
+        check_reply(&reply)
     }
 }
 
-/// `HD`/`VA` as the reply's cas (0 if it has none); the other statuses as
-/// their errors.
-pub(crate) fn status_ok(reply: &MetaReply) -> Result<u64> {
+/// A meta reply as a result: `HD`/`VA` give the reply's cas (0 if it has none), the other statuses their errors ([`Error::NotFound`], ...).
+pub fn check_reply(reply: &MetaReply) -> Result<u64> {
     match reply.status {
         MetaStatus::Done | MetaStatus::Value(_) => Ok(reply
             .flags
