@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod client_run;
 pub mod compare;
 pub mod driver;
 pub mod report;
