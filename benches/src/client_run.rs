@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use mcstore_client::{Client, Config};
 use mcstore_cluster::Ring;
@@ -206,7 +205,7 @@ async fn prefill_all(
             summary.first_error = first_error;
         }
     }
-    summary.elapsed = Duration::from(started.elapsed());
+    summary.elapsed = started.elapsed();
     summary
 }
 
