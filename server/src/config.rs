@@ -165,6 +165,13 @@ pub struct Config {
     /// a replica away longer gets a full range transfer when it returns.
     #[arg(long, env = "MCSTORE_HINT_WINDOW", default_value = "3h", value_parser = parse_duration)]
     pub hint_window: Duration,
+
+    /// Require authentication: a file of `user:password` lines (memcached's
+    /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
+    /// clients with memcached's ascii authentication (a first `set` whose
+    /// data is `user password`). Without it, no authentication.
+    #[arg(long, env = "MCSTORE_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `3h`, `1d` (a bare number is seconds).

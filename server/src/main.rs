@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use mcstore_server::auth::{Auth, PasswordFile};
 use mcstore_server::config::Config;
 use mcstore_server::session::NodeInfo;
 use mcstore_server::stats::Shared;
@@ -48,6 +49,17 @@ fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(err) => tracing::warn!(cause = %err, "could not raise the open-file limit"),
     }
+    let auth = match &config.sasl_password_file {
+        Some(path) => {
+            let passwords =
+                PasswordFile::load(path).with_context(|| format!("loading {}", path.display()))?;
+            tracing::info!(?passwords, "clients must authenticate");
+            Auth {
+                passwords: Some(Arc::new(passwords)),
+            }
+        }
+        None => Auth::default(),
+    };
     let started = Instant::now();
     let store = Arc::new(
         Store::open(config.store(), Arc::new(SystemClock))
@@ -90,7 +102,10 @@ fn run(config: Config) -> anyhow::Result<()> {
                 }
             }
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            auth,
+            ..Shared::default()
+        });
         mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
         anyhow::Ok(())
     })?;

@@ -20,6 +20,7 @@
 //! - [`stats_report`]: the `stats` groups.
 //! - [`scan`]: `mcstore_scan`, the bounded listing of this node's items.
 
+pub mod binary;
 pub mod count;
 pub mod lower;
 pub mod render;
