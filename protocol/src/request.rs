@@ -39,6 +39,9 @@ pub enum Request {
     /// `mcstore_cluster <subcommand>`: cluster administration (see
     /// [`crate::admin`]).
     Cluster(crate::admin::ClusterCommand),
+    /// `mcstore_scan <limit> [<after>]`: mcstore's key listing (see
+    /// [`crate::scan`]).
+    Scan(crate::scan::Scan),
 }
 
 /// `get`/`gets` (`touch == None`) and `gat`/`gats` (`touch == Some(exptime)`).
@@ -218,6 +221,7 @@ impl Request {
             }
             Request::Meta(meta) => meta.encode(out),
             Request::Cluster(command) => command.encode(out),
+            Request::Scan(scan) => scan.encode(out),
         }
     }
 
@@ -235,7 +239,8 @@ impl Request {
             | Request::Verbosity(_)
             | Request::Quit
             | Request::Stats(_)
-            | Request::Cluster(_) => false,
+            | Request::Cluster(_)
+            | Request::Scan(_) => false,
         }
     }
 }

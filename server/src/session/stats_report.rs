@@ -224,11 +224,12 @@ impl StatsReport<'_> {
 
 impl StatsReport<'_> {
     /// `stats cluster`: every member and its state (this node included),
-    /// the replica set size, the ring, and what this node forwarded. A node
+    /// every member's ketama weight (`weight:<addr>`), the replica set size, the ring, and what this node forwarded. A node
     /// without `--seeds` is a cluster of one.
     fn cluster(&self, out: &mut StatList) {
         let Some(cluster) = self.cluster else {
             stat(out, &format!("node:{}", self.node.listen), "alive");
+            stat(out, &format!("weight:{}", self.node.listen), 1);
             stat(out, "replication_factor", 1);
             stat(out, "ring_nodes", 1);
             for name in ["forwarded", "forward_errors", "peer_rejected"] {
@@ -249,6 +250,9 @@ impl StatsReport<'_> {
             } else {
                 stat(out, &name, member.state);
             }
+        }
+        for member in snapshot.view().members() {
+            stat(out, &format!("weight:{}", member.advertise), member.weight);
         }
         stat(out, "self", &cluster.advertise);
         stat(out, "replication_factor", snapshot.replication_factor());
