@@ -749,7 +749,7 @@ fn is_write_covers_meta_mutations() {
 #[test]
 fn long_meta_lines_without_newline_close() {
     let mut line = b"mg ".to_vec();
-    line.extend(std::iter::repeat(b'k').take(3000));
+    line.extend(std::iter::repeat_n(b'k', 3000));
     assert_eq!(
         parse(&line),
         Decoded::Complete(Frame::Close(CloseReason::LineTooLong), 0)

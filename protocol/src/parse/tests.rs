@@ -312,11 +312,11 @@ fn long_lines_without_newline_close_unless_get() {
     );
     assert_eq!(parse(&junk[..2048]), Decoded::Incomplete);
     let mut get = b"get ".to_vec();
-    get.extend(std::iter::repeat(b'k').take(4000));
+    get.extend(std::iter::repeat_n(b'k', 4000));
     assert_eq!(parse(&get), Decoded::Incomplete);
     let mut get = vec![b' '; 101];
     get.extend_from_slice(b"get ");
-    get.extend(std::iter::repeat(b'k').take(4000));
+    get.extend(std::iter::repeat_n(b'k', 4000));
     assert_eq!(
         parse(&get),
         Decoded::Complete(Frame::Close(CloseReason::LineTooLong), 0)
