@@ -1,9 +1,12 @@
 //! memcached's command counters, shared by every connection and read by
 //! `stats`: plain atomics bumped by whoever sees the event.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::access::AccessTable;
+use crate::conns::Connections;
+use crate::detail::PrefixStats;
+use crate::watch::Watchers;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -83,7 +86,7 @@ counters! {
 /// What every connection of the node shares: memcached's counters, the
 /// connection count and the meta protocol's access table. (The storage
 /// layer keeps its own figures: [`mcstore_storage::stats::StorageStats`].)
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     /// Command counters.
     pub counters: Counters,
@@ -91,4 +94,27 @@ pub struct Shared {
     pub curr_connections: AtomicU64,
     /// Fetched / last-access information (in memory only).
     pub access: AccessTable,
+    /// Open connections and the listener (`stats conns`).
+    pub conns: Connections,
+    /// Per-prefix counts (`stats detail`).
+    pub detail: PrefixStats,
+    /// `watch` connections.
+    pub watchers: Watchers,
+    /// `slabs automove` as last set (memcached's default 1); reported by
+    /// `stats settings`, it changes nothing here: there are no slabs.
+    pub slab_automove: AtomicU32,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            counters: Counters::default(),
+            curr_connections: AtomicU64::new(0),
+            access: AccessTable::default(),
+            conns: Connections::default(),
+            detail: PrefixStats::default(),
+            watchers: Watchers::default(),
+            slab_automove: AtomicU32::new(1),
+        }
+    }
 }

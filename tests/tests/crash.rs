@@ -66,7 +66,7 @@ fn make_value(key: &str, round: u64, thread: usize, seq: u64) -> Vec<u8> {
     let mut value = format!("{key}|r{round}|t{thread}|s{seq}|").into_bytes();
     let hash = fnv1a(&value);
     // Mostly small values; about one in 64 is large (64-192 KiB).
-    let payload_len = if hash % 64 == 0 {
+    let payload_len = if hash.is_multiple_of(64) {
         64 * 1024 + (hash >> 8) as usize % (128 * 1024)
     } else {
         (hash % 1500) as usize + 16

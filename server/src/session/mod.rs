@@ -16,8 +16,10 @@
 //! - [`lower`]: requests become storage operations;
 //! - [`render`]: outcomes and items become reply bytes;
 //! - [`count`]: memcached's counters, from outcomes;
-//! - [`stats_report`]: the `stats` groups.
+//! - [`stats_report`]: the `stats` groups;
+//! - [`admin`]: `watch`, `slabs`, and what a `watch`er sees of each request.
 
+pub mod admin;
 pub mod count;
 pub mod lower;
 pub mod render;
@@ -38,6 +40,7 @@ use mcstore_storage::store::PendingWrite;
 use mcstore_storage::{Lookup, Operation, Store};
 
 use crate::stats::{Counters, Shared};
+use crate::watch::WatchFlags;
 
 /// The version this node reports: memcached's protocol level, then ours.
 pub const VERSION: &str = concat!("1.6.18-mcstore-", env!("CARGO_PKG_VERSION"));
@@ -66,6 +69,8 @@ pub enum Next {
     Discard(u64),
     /// Write what is buffered, then close.
     Close,
+    /// `watch`: from now on, stream these events' log lines.
+    Watch(WatchFlags),
 }
 
 /// How an outcome becomes reply bytes.
@@ -96,6 +101,8 @@ enum PendingReply {
         write: PendingWrite,
         kind: ReplyKind,
         noreply: bool,
+        /// What a `watch`er is told once the write is done.
+        watch: Option<Box<admin::WatchNote>>,
     },
     Literal(Bytes),
 }
@@ -108,6 +115,8 @@ pub struct Session {
     pending: VecDeque<PendingReply>,
     /// Reply bytes ready to be written.
     pub output: BytesMut,
+    /// The connection's file descriptor (`cfd=` of `watch` lines).
+    pub client_fd: i32,
 }
 
 /// Pending writes a connection may have in flight before it waits for them.
@@ -122,6 +131,7 @@ impl Session {
             shared,
             pending: VecDeque::new(),
             output: BytesMut::with_capacity(16 * 1024),
+            client_fd: -1,
         }
     }
 
@@ -153,6 +163,7 @@ impl Session {
                 let counters = self.counters();
                 counters.cmd_set.fetch_add(1, Ordering::Relaxed);
                 counters.store_too_large.fetch_add(1, Ordering::Relaxed);
+                self.shared.detail.record_set(&key);
                 if mode == StoreMode::Set {
                     // memcached never leaves the old value behind a failed set.
                     self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
@@ -213,12 +224,14 @@ impl Session {
             },
             Request::Store(store) => {
                 self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
+                self.shared.detail.record_set(&store.key);
                 let cas = matches!(store.mode, StoreMode::Cas(_));
                 let noreply = store.noreply;
                 let op = lower::text_store(store, now);
                 self.submit(op, ReplyKind::Store { cas }, noreply).await;
             }
             Request::Delete(delete) => {
+                self.shared.detail.record_delete(&delete.key);
                 let op = Operation::Delete(DeleteOp::new(delete.key));
                 self.submit(op, ReplyKind::Delete, delete.noreply).await;
             }
@@ -270,6 +283,8 @@ impl Session {
                 self.stats(stats);
             }
             Request::Meta(meta) => self.meta(meta, now).await,
+            Request::Watch(watch) => return self.watch(watch).await,
+            Request::Slabs(slabs) => self.slabs(slabs).await,
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
                 self.reply(Reply::Error).await;
@@ -306,6 +321,10 @@ impl Session {
                         return;
                     }
                 };
+                // A read that wins the token is reported by `submit`.
+                if !matches!(&lookup, Lookup::Hit(record) if FetchOp::read_would_win(record)) {
+                    self.watch_lookup(&get.key, &lookup);
+                }
                 let counters = &self.shared.counters;
                 match lookup {
                     Lookup::Hit(record) if FetchOp::read_would_win(&record) => {
@@ -354,6 +373,15 @@ impl Session {
     }
 
     async fn submit(&mut self, op: Operation, kind: ReplyKind, noreply: bool) {
+        // While someone watches, requests run one at a time, so that the
+        // lookup reported before a write sees every earlier write.
+        let watching = self.shared.watchers.active() && !matches!(kind, ReplyKind::Silent);
+        let watch = if watching {
+            self.resolve_pending().await;
+            self.watch_before(&op).map(Box::new)
+        } else {
+            None
+        };
         if self.pending.len() >= MAX_PENDING {
             self.resolve_pending().await;
         }
@@ -362,7 +390,11 @@ impl Session {
             write,
             kind,
             noreply,
+            watch,
         });
+        if watching {
+            self.resolve_pending().await;
+        }
     }
 
     fn literal(&mut self, bytes: Bytes) {
@@ -396,9 +428,17 @@ impl Session {
                     write,
                     kind,
                     noreply,
+                    watch,
                 } => {
                     let outcome = write.outcome().await;
                     count::count_outcome(&self.shared.counters, &kind, &outcome);
+                    if let ReplyKind::GatValue { key, .. } = &kind {
+                        let hit = matches!(outcome, Outcome::Fetched(_));
+                        self.shared.detail.record_get(key, hit);
+                    }
+                    if let Some(note) = watch {
+                        self.watch_after(*note, &outcome);
+                    }
                     self.note_access(&kind, &outcome);
                     if !noreply {
                         self.encode_outcome(kind, outcome);
@@ -472,6 +512,10 @@ impl Session {
                     return;
                 }
             };
+            self.shared
+                .detail
+                .record_get(key, matches!(lookup, Lookup::Hit(_)));
+            self.watch_lookup(key, &lookup);
             let counters = &self.shared.counters;
             match lookup {
                 Lookup::Hit(record) => {

@@ -11,7 +11,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use mcstore_storage::clock::SystemClock;
 use mcstore_storage::ops::{StoreMode, StoreOp};
 use mcstore_storage::version::{NodeId, Timestamp};
-use mcstore_storage::{Expiry, ItemRules, Operation, Outcome, Record, Store, StoreConfig, SyncMode, Version};
+use mcstore_storage::{
+    Expiry, ItemRules, Operation, Outcome, Record, Store, StoreConfig, SyncMode, Version,
+};
 
 fn record_codec(c: &mut Criterion) {
     let key = vec![b'k'; 64];
