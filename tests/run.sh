@@ -4,8 +4,12 @@
 #
 #   bash tests/run.sh
 #
-# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached
-# and redis-server (the comparison test also uses redis-benchmark).
+# Needs: cargo (Rust 1.88 or later), python3 with pip, apt-get (Debian) run as
+# root or through sudo, and network access to crates.io, PyPI and Debian's
+# archive. Installs: memcached and redis-server (the differential and
+# comparison tests), prometheus (promtool, to lint the metrics endpoint),
+# systemd and man-db (systemd-analyze verify of dist/mcstore.service, which
+# also looks up its man page), and pymemcache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +19,21 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached and redis-server from Debian, pymemcache from PyPI)"
-if ! command -v memcached >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+step "installing test dependencies (memcached, redis-server, prometheus, systemd, man-db from Debian; pymemcache from PyPI)"
+missing=()
+for tool in memcached:memcached redis-server:redis-server promtool:prometheus \
+    systemd-analyze:systemd man:man-db; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
 memcached -V
 redis-server --version
+promtool --version 2>&1 | head -1
+systemd-analyze --version | head -1
 if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
     python3 -m pip install --quiet pymemcache
 fi

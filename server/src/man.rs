@@ -7,7 +7,14 @@ use crate::config::Config;
 
 /// Writes `mcstore(1)` in roff.
 pub fn write(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let command = Config::command();
+    let command = Config::command()
+        .about("a persistent key-value store that speaks the memcache protocol")
+        .long_about(
+            "mcstore keeps every item on disk and answers memcached's text and meta \
+             protocols. Every flag can also be set from MCSTORE_<FLAG> and from a \
+             config file (--config); the command line wins over the environment, \
+             which wins over the file.",
+        );
     let man = clap_mangen::Man::new(command);
     let mut page = Vec::new();
     man.render(&mut page)?;
