@@ -7,9 +7,10 @@
 # Needs: cargo (Rust 1.88 or later), python3 with pip, apt-get (Debian) run as
 # root or through sudo, and network access to crates.io, PyPI and Debian's
 # archive. Installs: memcached and redis-server (the differential and
-# comparison tests), prometheus (promtool, to lint the metrics endpoint),
-# systemd and man-db (systemd-analyze verify of dist/mcstore.service, which
-# also looks up its man page), and pymemcache.
+# comparison tests; the comparison also uses redis-benchmark), nutcracker
+# (twemproxy, in front of a cluster), prometheus (promtool, to lint the
+# metrics endpoint), systemd and man-db (systemd-analyze verify of
+# dist/mcstore.service, which also looks up its man page), and pymemcache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +20,12 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached, redis-server, prometheus, systemd, man-db from Debian; pymemcache from PyPI)"
+step "installing test dependencies (memcached, redis-server, nutcracker, prometheus, systemd, man-db from Debian; pymemcache from PyPI)"
 missing=()
-for tool in memcached:memcached redis-server:redis-server promtool:prometheus \
-    systemd-analyze:systemd man:man-db; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+for tool in memcached:memcached redis-server:redis-server nutcracker:nutcracker \
+    promtool:prometheus systemd-analyze:systemd man:man-db; do
+    name=${tool%%:*}
+    command -v "$name" >/dev/null 2>&1 || [ -x "/usr/sbin/$name" ] || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq

@@ -6,6 +6,10 @@
 //! - [`membership`]: which nodes are in the cluster and whether they answer
 //!   (SWIM gossip over UDP with foca), each member's metadata, and the ring
 //!   of the members that have not left.
+//! - [`topology`]: the ring as a node routes with it: each key's replica
+//!   set, and where a request for it goes.
+//! - [`peer`]: node-to-node connections (handshake with the cluster secret,
+//!   checksummed frames, forwarded requests, a pipelined connection pool).
 //!
 //! # Layout
 //! `ring.rs` is pure computation; `membership/` keeps its pure parts
@@ -14,7 +18,9 @@
 #![deny(missing_docs)]
 
 pub mod membership;
+pub mod peer;
 pub mod ring;
+pub mod topology;
 
 pub use membership::{
     ring_from_view, Member, MemberState, Membership, MembershipConfig, MembershipView, Timings,

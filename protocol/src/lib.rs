@@ -1,5 +1,5 @@
-//! `mcstore-protocol`: the memcache text and meta protocols as memcached 1.6
-//! speaks them, as pure functions over bytes. No I/O, no tokio, no storage:
+//! `mcstore-protocol`: the memcache text, meta and binary protocols as
+//! memcached 1.6 speaks them, as pure functions over bytes. No I/O, no tokio, no storage:
 //! the server and the clients both build on these types.
 //!
 //! # Layout
@@ -11,10 +11,15 @@
 //!   reply decoder [`parse_reply`] (for clients).
 //! - [`meta`]: the meta commands (`mg`, `ms`, `md`, `ma`, `mn`, `me`): their
 //!   request types, meta replies and the helpers a server needs for them.
+//! - [`binary`]: the binary protocol: headers, opcodes and status codes, one
+//!   type per command, the incremental request parser
+//!   ([`parse_binary_request`]), response encoding and the incremental
+//!   response decoder ([`parse_binary_response`]).
 //! - [`number`]: numbers parsed with memcached's `strtoul` semantics.
 //! - [`exptime`]: how an exptime on the wire becomes an absolute expiry.
 #![deny(missing_docs)]
 
+pub mod binary;
 pub mod exptime;
 pub mod meta;
 pub mod number;
@@ -22,6 +27,9 @@ pub mod parse;
 pub mod reply;
 pub mod request;
 
+pub use binary::{
+    parse_binary_request, parse_binary_response, BinaryFrame, BinaryRequest, BinaryResponse,
+};
 pub use meta::{
     ExptimeChange, MetaArithmetic, MetaArithmeticMode, MetaDebug, MetaDebugInfo, MetaDelete,
     MetaFlag, MetaGet, MetaReply, MetaRequest, MetaSet, MetaSetMode, MetaStatus, ReturnFlag,

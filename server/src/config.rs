@@ -165,6 +165,55 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_MAX_CLOCK_SKEW", default_value = "500ms", value_parser = parse_duration)]
     pub max_clock_skew: Duration,
 
+    /// Nodes of the cluster to join, `host:port,...`: the addresses clients
+    /// use. The list may name this node, nodes not started yet and dead
+    /// ones. Without it the node is a cluster of one.
+    #[arg(long, env = "MCSTORE_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+
+    /// This node's name on the ring: host:port exactly as clients are
+    /// configured with it (default: the listen address; required when
+    /// listening on 0.0.0.0).
+    #[arg(long, env = "MCSTORE_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Copies of each key: its owner and the next nodes clockwise on the
+    /// ring.
+    #[arg(long, env = "MCSTORE_REPLICATION_FACTOR", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub replication_factor: u32,
+
+    /// This node's ketama weight: its share of the key space.
+    #[arg(long, env = "MCSTORE_WEIGHT", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub weight: u32,
+
+    /// Answer reads of keys this node holds a replica of locally, without
+    /// asking the owner (eventually consistent).
+    #[arg(long, env = "MCSTORE_REPLICA_READS")]
+    pub replica_reads: bool,
+
+    /// How long a request forwarded to a peer may wait for its reply (ms, s
+    /// suffixes) before the next replica is tried or SERVER_ERROR answered.
+    #[arg(long, env = "MCSTORE_PEER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub peer_timeout: Duration,
+
+    /// A file holding the cluster secret: peers prove they know it (an HMAC
+    /// over nonces) and gossip is authenticated with it. Required when a
+    /// node with --seeds listens beyond loopback.
+    #[arg(long, env = "MCSTORE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// How often this node probes another member (gossip failure detection).
+    #[arg(long, env = "MCSTORE_PROBE_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub probe_interval: Duration,
+
+    /// How long a member that missed a probe is suspect before it is
+    /// declared dead; with the default probe interval a killed node is seen
+    /// dead in about 3 s.
+    #[arg(long, env = "MCSTORE_SUSPECT_TIMEOUT", default_value = "1500ms", value_parser = parse_duration)]
+    pub suspect_timeout: Duration,
+
     /// Print the man page (roff) generated from these flags, and exit.
     #[arg(long, hide = true)]
     pub generate_man: bool,

@@ -55,8 +55,8 @@ pub async fn serve(
             let Decoded::Complete(frame, used) = parse_request(&input, &limits) else {
                 break;
             };
-            input.advance(used);
-            match session.handle(frame).await {
+            let raw = input.split_to(used).freeze();
+            match session.handle(frame, raw).await {
                 Next::Continue => {}
                 Next::Discard(bytes) => discard = bytes,
                 Next::Close => {

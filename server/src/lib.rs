@@ -11,6 +11,8 @@
 //!   [`session`]: executes requests and keeps replies in order.
 //!   The session lowers requests into the storage layer's operations
 //!   (`mcstore-storage`, in `server/storage/`) and renders its outcomes.
+//! - [`cluster`]: this node's part in a cluster (membership, topology,
+//!   peers); [`peer_session`]: requests forwarded here by peers.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`) and its
 //!   [`metrics::MetricsSource`] extension point.
 //! - [`stats`]: memcached's command counters, and what `stats conns`,
@@ -21,6 +23,8 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod cluster;
+pub mod cluster_start;
 pub mod config;
 pub mod config_file;
 pub mod connection;
@@ -30,6 +34,7 @@ pub mod listen;
 pub mod logging;
 pub mod man;
 pub mod metrics;
+pub mod peer_session;
 pub mod rlimit;
 pub mod server;
 pub mod session;

@@ -60,6 +60,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     // created or locked.
     let listen = config.listen_spec();
     let client_listener = listen::bind(&listen)?;
+    mcstore_server::cluster_start::check(&config, client_listener.local_addr()?)?;
     let metrics_listener = config
         .metrics_listen
         .as_ref()
@@ -71,6 +72,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(client_listener)?;
         let local = listener.local_addr()?;
+        let cluster = mcstore_server::cluster_start::start(&config, local).await?;
         let node = Arc::new(NodeInfo {
             started,
             max_connections: config.max_connections,
@@ -94,14 +96,26 @@ fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(addr = %local, "{}", logging::LISTENING);
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        let leaving = cluster.clone();
         let shutdown = async move {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
             tracing::info!("shutting down");
+            if let Some(cluster) = leaving {
+                // Peers stop routing here before the connections drain.
+                match cluster.membership.leave().await {
+                    Ok(outcome) => tracing::info!(
+                        confirmed = outcome.confirmed.len(),
+                        unconfirmed = outcome.unconfirmed.len(),
+                        "announced leaving the cluster"
+                    ),
+                    Err(err) => tracing::warn!(cause = %err, "could not announce leaving"),
+                }
+            }
         };
-        mcstore_server::server::run(listener, store.clone(), node, shared, shutdown).await;
+        mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
         anyhow::Ok(())
     })?;
     store

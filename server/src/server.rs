@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use mcstore_storage::Store;
 
+use crate::cluster::ClusterNode;
 use crate::conns::{tcp_name, ConnState};
 use crate::session::{NodeInfo, Session};
 use crate::stats::Shared;
@@ -33,6 +34,7 @@ pub async fn run(
     store: Arc<Store>,
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
+    cluster: Option<Arc<ClusterNode>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits: Limits = node.limits;
@@ -82,26 +84,48 @@ pub async fn run(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("connection", id, %peer);
-        let mut session = Session::new(store.clone(), node.clone(), shared.clone());
         let fd = stream.as_raw_fd();
-        session.client_fd = fd;
         let entry = shared.conns.register(
             fd,
             tcp_name(peer),
             Some(local_name.clone()),
             ConnState::Read,
         );
-        let stop = stop_rx.clone();
+        let store = store.clone();
+        let node = node.clone();
+        let cluster = cluster.clone();
+        let mut stop = stop_rx.clone();
         let done = done_tx.clone();
         let shared = shared.clone();
         tokio::spawn(
             async move {
                 shared.curr_connections.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("accepted");
-                if let Err(err) =
-                    crate::connection::serve(stream, session, limits, stop, &shared, &entry).await
-                {
-                    tracing::debug!(cause = %err, "connection error");
+                // A peer's connection starts with the peer handshake, which
+                // no memcache client sends.
+                let mut first = [0u8; 1];
+                let is_peer = tokio::select! {
+                    peeked = stream.peek(&mut first) => {
+                        matches!(peeked, Ok(1)) && first[0] == mcstore_cluster::peer::PEER_FIRST_BYTE
+                    }
+                    _ = stop.changed() => false,
+                };
+                match cluster.clone().filter(|_| is_peer) {
+                    Some(cluster) => {
+                        let session =
+                            Session::new(store, node, shared.clone(), Some(cluster.clone()), true);
+                        crate::peer_session::serve(stream, session, cluster, limits, stop).await;
+                    }
+                    None => {
+                        let mut session = Session::new(store, node, shared.clone(), cluster, false);
+                        session.client_fd = fd;
+                        if let Err(err) =
+                            crate::connection::serve(stream, session, limits, stop, &shared, &entry)
+                                .await
+                        {
+                            tracing::debug!(cause = %err, "connection error");
+                        }
+                    }
                 }
                 shared.conns.remove(&entry);
                 shared.watchers.prune();

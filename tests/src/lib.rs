@@ -161,6 +161,13 @@ impl McstoreProcess {
         Self::spawn_with(data_dir, args, &[])
     }
 
+    /// Like [`McstoreProcess::spawn`], listening on `listen`.
+    pub fn spawn_on(listen: &str, data_dir: &Path, args: &[&str]) -> io::Result<StartOutcome> {
+        let mut all = vec!["--listen", listen];
+        all.extend_from_slice(args);
+        Self::spawn_with(data_dir, &all, &[])
+    }
+
     /// Like [`McstoreProcess::spawn`], with extra environment variables.
     pub fn spawn_with(
         data_dir: &Path,
@@ -316,6 +323,7 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
 pub struct Mcstore {
     process: Option<McstoreProcess>,
     args: Vec<String>,
+    listen: String,
     // Declared last so the process is gone before the directory is removed.
     data_dir: tempfile::TempDir,
 }
@@ -331,10 +339,38 @@ impl Mcstore {
         let mut server = Mcstore {
             process: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
             data_dir,
         };
         server.restart();
         server
+    }
+
+    /// Starts mcstore listening on `listen` (a cluster node's fixed
+    /// address; restarts use it again) with `args` on a fresh data directory.
+    pub fn start_at(listen: &str, args: &[&str]) -> Result<Mcstore, String> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("mcstore-e2e-")
+            .tempdir()
+            .expect("create a temporary data directory");
+        let mut server = Mcstore {
+            process: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            listen: listen.to_string(),
+            data_dir,
+        };
+        server.try_restart()?;
+        Ok(server)
+    }
+
+    /// Restarts on the same address from now on (the one it listens on).
+    pub fn pin_address(&mut self) {
+        self.listen = self.addr().to_string();
+    }
+
+    /// Replaces the arguments used by the next restart.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
     }
 
     /// Starts mcstore with `args` on an existing data directory, which is
@@ -343,6 +379,7 @@ impl Mcstore {
         let mut server = Mcstore {
             process: None,
             args: args.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
             data_dir,
         };
         server.restart();
@@ -383,20 +420,42 @@ impl Mcstore {
     /// Starts the server again on the same data directory with the same args
     /// (a previous process, if any, is killed first). Panics if it does not start.
     pub fn restart(&mut self) {
+        if let Err(message) = self.try_restart() {
+            panic!("{message}");
+        }
+    }
+
+    /// Like [`Mcstore::restart`], with the failure as an error.
+    pub fn try_restart(&mut self) -> Result<(), String> {
         if let Some(old) = self.process.take() {
             old.kill9();
         }
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        match McstoreProcess::spawn(self.data_dir.path(), &args).expect("spawn mcstore") {
-            StartOutcome::Listening(process) => self.process = Some(process),
+        match McstoreProcess::spawn_on(&self.listen, self.data_dir.path(), &args)
+            .expect("spawn mcstore")
+        {
+            StartOutcome::Listening(process) => {
+                self.process = Some(process);
+                Ok(())
+            }
             StartOutcome::Exited {
                 status,
                 stdout,
                 stderr,
-            } => panic!(
+            } => Err(format!(
                 "mcstore exited with {status} before listening\nstdout:\n{stdout}\nstderr:\n{stderr}"
-            ),
+            )),
         }
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.process().pid()
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the running server.
+    pub fn signal(&self, signal: libc::c_int) {
+        send_signal(self.pid(), signal).expect("send a signal");
     }
 
     /// `kill -9` the server and reap it; the data directory stays.
@@ -415,6 +474,8 @@ impl Mcstore {
             .terminate()
     }
 }
+
+pub mod cluster;
 
 /// Picks a port that was free a moment ago by binding 127.0.0.1:0 and dropping the listener.
 pub fn free_port() -> u16 {

@@ -1655,6 +1655,27 @@ fn timed_cases(c: &mut CaseList) {
             step_after(3300, format!("get {k}exp {k}keep {k}touched {k}gat\r\n"), 1),
         ]
     });
+    // memcached 1.6.18's deadline is now + delay - 1: `flush_all 1` hides
+    // existing items at once, `flush_all 2` only about a second later.
+    c.add("timed_flush_all_one_hides_at_once", |k| {
+        vec![
+            step(
+                cat(&[
+                    &set(&format!("{k}a"), b"x"),
+                    format!("flush_all 1\r\nget {k}a\r\n").as_bytes(),
+                ]),
+                3,
+            ),
+            step_after(
+                2200,
+                cat(&[
+                    &set(&format!("{k}b"), b"y"),
+                    format!("get {k}a {k}b\r\n").as_bytes(),
+                ]),
+                2,
+            ),
+        ]
+    });
     c.add("timed_flush_all_delayed", |k| {
         vec![
             step(
@@ -2610,7 +2631,27 @@ fn mcstore_replies_like_memcached() {
         _mcstore = Some(server);
         _second_memcached = None;
     }
+    compare_with_memcached(&reference, subject_addr, subject_name, self_check);
+}
 
+/// Every case sent through one node of a three-node cluster (most keys
+/// live on the other nodes, so most requests are forwarded) gives
+/// memcached's bytes.
+#[test]
+fn a_cluster_node_replies_like_memcached() {
+    let reference = Memcached::start();
+    let cluster = mcstore_e2e::cluster::Cluster::start(3, mcstore_e2e::cluster::FAST_DETECTION);
+    compare_with_memcached(&reference, cluster.addrs[0], "mcstore cluster node", false);
+    assert!(cluster.sum_cluster_stat("forwarded") > 100);
+}
+
+/// Runs every case against memcached and the subject, and compares.
+fn compare_with_memcached(
+    reference: &Memcached,
+    subject_addr: SocketAddr,
+    subject_name: &str,
+    self_check: bool,
+) {
     let cases = all_cases();
     let mut names = std::collections::HashSet::new();
     for case in &cases {

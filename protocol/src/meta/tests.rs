@@ -8,10 +8,15 @@
 //! sending each input on a fresh connection and recording the bytes it
 //! answered.
 
+use bytes::Bytes;
+
 use super::*;
-use crate::parse::{parse_request, CloseReason};
+use crate::parse::{parse_request, reject, CloseReason, Decoded, Frame};
 use crate::reply::parse_reply;
+use crate::reply::Reply;
+use crate::request::StoreMode;
 use crate::request::{Get, Request};
+use crate::Limits;
 
 fn limits() -> Limits {
     Limits::default()

@@ -12,7 +12,8 @@
 //! read directly. `q` is applied per command, as memcached does, rather
 //! than through `noreply`.
 //!
-//! - this file: routing, ordering and the read path;
+//! - this file: dispatch, ordering and the read path;
+//! - [`route`]: in a cluster, what goes to another node;
 //! - [`lower`]: requests become storage operations;
 //! - [`render`]: outcomes and items become reply bytes;
 //! - [`count`]: memcached's counters, from outcomes;
@@ -23,22 +24,30 @@ pub mod admin;
 pub mod count;
 pub mod lower;
 pub mod render;
+pub mod route;
 pub mod stats_report;
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use mcstore_cluster::peer::ForwardCall;
+use mcstore_cluster::topology::Target;
 use mcstore_protocol::request::Stats;
 use mcstore_protocol::{
-    Frame, Limits, MetaReply, MetaRequest, MetaStatus, Reply, Request, StoreMode,
+    parse_request, Decoded, Frame, Get, Limits, MetaReply, MetaRequest, MetaStatus, Reply, Request,
+    StoreMode, Value,
 };
 use mcstore_storage::ops::{CounterOp, DeleteOp, FetchOp, FetchedItem, Outcome};
 use mcstore_storage::store::PendingWrite;
 use mcstore_storage::{Lookup, Operation, Store};
 
+use self::route::{RemoteCall, RemoteResult, Routing};
+use crate::cluster::ClusterNode;
 use crate::stats::{Counters, Shared};
 use crate::watch::WatchFlags;
 
@@ -105,6 +114,28 @@ enum PendingReply {
         watch: Option<Box<admin::WatchNote>>,
     },
     Literal(Bytes),
+    /// A request forwarded to a peer; `raw` is run here if it falls back.
+    Remote {
+        call: RemoteCall,
+        noreply: bool,
+        raw: Bytes,
+    },
+    /// A get whose keys live on several nodes.
+    MultiGet(Box<MultiGetPending>),
+    /// A cluster-wide command's copies to the peers (their replies only
+    /// need to arrive: the local execution answers).
+    Broadcast(Vec<ForwardCall>),
+    /// The end of a forwarded request's reply (see [`Session::mark`]).
+    Mark(u64),
+}
+
+/// A get split by where its keys live.
+struct MultiGetPending {
+    get: Get,
+    /// Each key's part: `None` for this node, else an index into `calls`.
+    parts: Vec<Option<usize>>,
+    /// The remote parts, and which keys each one asked for.
+    calls: Vec<(RemoteCall, Vec<usize>)>,
 }
 
 /// A connection's state.
@@ -112,24 +143,47 @@ pub struct Session {
     store: Arc<Store>,
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
+    cluster: Option<Arc<ClusterNode>>,
+    /// The requests come from a peer: execute them here, never forward.
+    forwarded: bool,
+    /// Which peer connection this session's forwarded requests use (one per
+    /// session, so they reach the peer in order).
+    slot: usize,
     pending: VecDeque<PendingReply>,
+    /// Where each marked forwarded request's reply ends in `output`.
+    marks: Vec<(u64, usize)>,
     /// Reply bytes ready to be written.
     pub output: BytesMut,
     /// The connection's file descriptor (`cfd=` of `watch` lines).
     pub client_fd: i32,
 }
 
+/// Hands each session its peer connection slot.
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
 /// Pending writes a connection may have in flight before it waits for them.
 const MAX_PENDING: usize = 1024;
 
 impl Session {
-    /// A session on `store`.
-    pub fn new(store: Arc<Store>, node: Arc<NodeInfo>, shared: Arc<Shared>) -> Session {
+    /// A session on `store`; in a cluster, keyed requests for other nodes
+    /// are forwarded through `cluster` unless the session serves a peer
+    /// (`forwarded`).
+    pub fn new(
+        store: Arc<Store>,
+        node: Arc<NodeInfo>,
+        shared: Arc<Shared>,
+        cluster: Option<Arc<ClusterNode>>,
+        forwarded: bool,
+    ) -> Session {
         Session {
             store,
             node,
             shared,
+            cluster,
+            forwarded,
+            slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
             pending: VecDeque::new(),
+            marks: Vec::new(),
             output: BytesMut::with_capacity(16 * 1024),
             client_fd: -1,
         }
@@ -144,10 +198,11 @@ impl Session {
         !self.pending.is_empty()
     }
 
-    /// Executes one parsed frame.
-    pub async fn handle(&mut self, frame: Frame) -> Next {
+    /// Executes one parsed frame; `raw` is the request's bytes as they
+    /// came (forwarded unchanged when the key lives elsewhere).
+    pub async fn handle(&mut self, frame: Frame, raw: Bytes) -> Next {
         match frame {
-            Frame::Request(request) => self.execute(request).await,
+            Frame::Request(request) => self.execute(request, raw).await,
             Frame::Rejected { reply, noreply } => {
                 if !noreply {
                     self.reply(reply).await;
@@ -164,7 +219,7 @@ impl Session {
                 counters.cmd_set.fetch_add(1, Ordering::Relaxed);
                 counters.store_too_large.fetch_add(1, Ordering::Relaxed);
                 self.shared.detail.record_set(&key);
-                if mode == StoreMode::Set {
+                if mode == StoreMode::Set && !self.unlink_elsewhere(&key, mode) {
                     // memcached never leaves the old value behind a failed set.
                     self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
                         .await;
@@ -186,8 +241,10 @@ impl Session {
                 unlink,
             } => {
                 if let Some(key) = unlink {
-                    self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
-                        .await;
+                    if !self.unlink_elsewhere(&key, StoreMode::Set) {
+                        self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
+                            .await;
+                    }
                 }
                 self.reply(reply).await;
                 Next::Discard(discard)
@@ -200,34 +257,48 @@ impl Session {
         }
     }
 
-    async fn execute(&mut self, request: Request) -> Next {
-        let now = self.store.now_secs();
-        match request {
-            Request::Get(get) => match get.touch {
-                None => {
-                    self.resolve_pending().await;
-                    self.get(&get.keys, get.with_cas);
-                }
-                Some(exptime) => {
-                    let expiry = lower::expiry(exptime, now);
-                    for key in get.keys {
-                        self.counters().cmd_touch.fetch_add(1, Ordering::Relaxed);
-                        let op = Operation::Fetch(FetchOp::touch(key.clone(), expiry));
-                        let kind = ReplyKind::GatValue {
-                            key,
-                            with_cas: get.with_cas,
-                        };
-                        self.submit(op, kind, false).await;
+    async fn execute(&mut self, request: Request, raw: Bytes) -> Next {
+        if let Some(cluster) = self.cluster.clone().filter(|_| !self.forwarded) {
+            match route::routing(&request) {
+                Routing::Local => {}
+                Routing::Key { key, read, noreply } => {
+                    let targets = cluster.route(&key, read);
+                    if !matches!(targets.first(), Some(Target::Local)) {
+                        let call = self.forward_call(targets, raw.clone());
+                        self.push_pending(PendingReply::Remote { call, noreply, raw })
+                            .await;
+                        return Next::Continue;
                     }
-                    self.literal(Bytes::from_static(b"END\r\n"));
                 }
-            },
+                Routing::MultiGet => {
+                    if let Request::Get(get) = request {
+                        if self.split_get(&cluster, get.clone()).await {
+                            return Next::Continue;
+                        }
+                        return self.execute_get(get).await;
+                    }
+                }
+                Routing::Broadcast => {
+                    let calls = cluster
+                        .broadcast_targets()
+                        .into_iter()
+                        .map(|peer| cluster.forward(&peer, self.slot, raw.clone()))
+                        .collect();
+                    self.push_pending(PendingReply::Broadcast(calls)).await;
+                }
+            }
+        }
+        // The unix second relative exptimes count from, as memcached reads
+        // its clock once per command.
+        let now = || self.store.now_secs();
+        match request {
+            Request::Get(get) => return self.execute_get(get).await,
             Request::Store(store) => {
                 self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
                 self.shared.detail.record_set(&store.key);
                 let cas = matches!(store.mode, StoreMode::Cas(_));
                 let noreply = store.noreply;
-                let op = lower::text_store(store, now);
+                let op = lower::text_store(store, now());
                 self.submit(op, ReplyKind::Store { cas }, noreply).await;
             }
             Request::Delete(delete) => {
@@ -253,7 +324,7 @@ impl Session {
                 // touch can mark it fetched, as memcached does.
                 let op = Operation::Fetch(FetchOp::touch(
                     touch.key.clone(),
-                    lower::expiry(touch.exptime, now),
+                    lower::expiry(touch.exptime, now()),
                 ));
                 let kind = ReplyKind::Touch { key: touch.key };
                 self.submit(op, kind, touch.noreply).await;
@@ -261,7 +332,7 @@ impl Session {
             Request::FlushAll(flush) => {
                 self.counters().cmd_flush.fetch_add(1, Ordering::Relaxed);
                 let op = Operation::FlushAll {
-                    deadline: lower::flush_deadline(flush.delay, now),
+                    deadline: lower::flush_deadline(flush.delay, now()),
                 };
                 self.submit(op, ReplyKind::FlushAll, flush.noreply).await;
             }
@@ -282,7 +353,10 @@ impl Session {
                 self.resolve_pending().await;
                 self.stats(stats);
             }
-            Request::Meta(meta) => self.meta(meta, now).await,
+            Request::Meta(meta) => {
+                let now = now();
+                self.meta(meta, now).await
+            }
             Request::Watch(watch) => return self.watch(watch).await,
             Request::Slabs(slabs) => self.slabs(slabs).await,
             other => {
@@ -367,6 +441,107 @@ impl Session {
         }
     }
 
+    /// `get gets gat gats`, all keys on this node.
+    async fn execute_get(&mut self, get: Get) -> Next {
+        match get.touch {
+            None => {
+                self.resolve_pending().await;
+                self.get(&get.keys, get.with_cas);
+            }
+            Some(exptime) => {
+                let expiry = lower::expiry(exptime, self.store.now_secs());
+                for key in get.keys {
+                    self.counters().cmd_touch.fetch_add(1, Ordering::Relaxed);
+                    let op = Operation::Fetch(FetchOp::touch(key.clone(), expiry));
+                    let kind = ReplyKind::GatValue {
+                        key,
+                        with_cas: get.with_cas,
+                    };
+                    self.submit(op, kind, false).await;
+                }
+                self.literal(Bytes::from_static(b"END\r\n"));
+            }
+        }
+        Next::Continue
+    }
+
+    /// Splits a get whose keys live on several nodes; false if every key
+    /// is this node's (then it runs as on a single node).
+    async fn split_get(&mut self, cluster: &ClusterNode, get: Get) -> bool {
+        let mut parts = Vec::with_capacity(get.keys.len());
+        let mut groups: Vec<(Vec<Target>, Vec<usize>)> = Vec::new();
+        for (index, key) in get.keys.iter().enumerate() {
+            let targets = cluster.route(key, get.touch.is_none());
+            if matches!(targets.first(), Some(Target::Local)) {
+                parts.push(None);
+                continue;
+            }
+            let group = match groups
+                .iter()
+                .position(|(t, _)| t.first() == targets.first())
+            {
+                Some(group) => group,
+                None => {
+                    groups.push((targets, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[group].1.push(index);
+            parts.push(Some(group));
+        }
+        if groups.is_empty() {
+            return false;
+        }
+        let calls = groups
+            .into_iter()
+            .map(|(targets, indices)| {
+                let keys: Vec<&Bytes> = indices.iter().map(|&i| &get.keys[i]).collect();
+                let line = route::get_line(&keys, get.with_cas, get.touch);
+                (self.forward_call(targets, line), indices)
+            })
+            .collect();
+        let pending = MultiGetPending { get, parts, calls };
+        self.push_pending(PendingReply::MultiGet(Box::new(pending)))
+            .await;
+        true
+    }
+
+    /// Queues a pending reply, waiting for earlier ones if too many are
+    /// in flight.
+    async fn push_pending(&mut self, pending: PendingReply) {
+        if self.pending.len() >= MAX_PENDING {
+            self.resolve_pending().await;
+        }
+        self.pending.push_back(pending);
+    }
+
+    /// Marks the end of a forwarded request's reply: [`Session::take_marked`]
+    /// cuts the output there.
+    pub fn mark(&mut self, id: u64) {
+        if self.pending.is_empty() {
+            self.marks.push((id, self.output.len()));
+        } else {
+            self.pending.push_back(PendingReply::Mark(id));
+        }
+    }
+
+    /// The replies of the marked requests resolved so far, each with its
+    /// mark; the output is emptied.
+    pub fn take_marked(&mut self) -> Vec<(u64, Bytes)> {
+        let output = self.output.split().freeze();
+        let mut start = 0;
+        let replies = self
+            .marks
+            .drain(..)
+            .map(|(id, end)| {
+                let reply = output.slice(start..end);
+                start = end;
+                (id, reply)
+            })
+            .collect();
+        replies
+    }
+
     async fn submit_meta(&mut self, op: Operation, request: MetaRequest) {
         // Meta replies decide for themselves what `q` hides.
         self.submit(op, ReplyKind::Meta(request), false).await;
@@ -397,6 +572,75 @@ impl Session {
         }
     }
 
+    /// Runs a forwarded request here after no peer before this node
+    /// answered: its reply goes exactly where the forwarded one would have.
+    fn execute_here(&mut self, raw: Bytes) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let later = std::mem::take(&mut self.pending);
+            let forwarded = std::mem::replace(&mut self.forwarded, true);
+            if let Decoded::Complete(frame, _) = parse_request(&raw, &self.node.limits) {
+                self.handle(frame, raw.clone()).await;
+            }
+            self.resolve_pending().await;
+            self.forwarded = forwarded;
+            self.pending = later;
+        })
+    }
+
+    /// Answers a get split over several nodes, in the client's key order.
+    async fn resolve_multi_get(&mut self, pending: MultiGetPending) {
+        let MultiGetPending { get, parts, calls } = pending;
+        let mut found: Vec<Option<Value>> = vec![None; get.keys.len()];
+        let mut local: Vec<usize> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, part)| part.is_none())
+            .map(|(index, _)| index)
+            .collect();
+        for (call, indices) in calls {
+            match call.await {
+                RemoteResult::Reply(bytes) => match route::parse_get_reply(&bytes) {
+                    Ok(values) => route::fill_hits(&mut found, &get.keys, &indices, &values),
+                    Err(error_line) => {
+                        self.output.put_slice(&error_line);
+                        return;
+                    }
+                },
+                RemoteResult::Local => local.extend(indices),
+                RemoteResult::Failed(reason) => {
+                    Reply::ServerError(reason.into()).encode(&mut self.output);
+                    return;
+                }
+            }
+        }
+        if !local.is_empty() {
+            local.sort_unstable();
+            let keys: Vec<Bytes> = local.iter().map(|&i| get.keys[i].clone()).collect();
+            let here = Get {
+                keys,
+                with_cas: get.with_cas,
+                touch: get.touch,
+            };
+            let start = self.output.len();
+            let later = std::mem::take(&mut self.pending);
+            self.execute_get(here).await;
+            self.resolve_pending().await;
+            self.pending = later;
+            let reply = self.output.split_off(start).freeze();
+            match route::parse_get_reply(&reply) {
+                Ok(values) => route::fill_hits(&mut found, &get.keys, &local, &values),
+                Err(error_line) => {
+                    self.output.put_slice(&error_line);
+                    return;
+                }
+            }
+        }
+        for value in found.iter().flatten() {
+            route::encode_value(&mut self.output, value);
+        }
+        self.output.put_slice(b"END\r\n");
+    }
+
     fn literal(&mut self, bytes: Bytes) {
         if self.pending.is_empty() {
             self.output.put_slice(&bytes);
@@ -424,6 +668,27 @@ impl Session {
         while let Some(pending) = self.pending.pop_front() {
             match pending {
                 PendingReply::Literal(bytes) => self.output.put_slice(&bytes),
+                PendingReply::Remote { call, noreply, raw } => match call.await {
+                    RemoteResult::Reply(bytes) => self.output.put_slice(&bytes),
+                    RemoteResult::Local => self.execute_here(raw).await,
+                    RemoteResult::Failed(reason) => {
+                        if !noreply {
+                            Reply::ServerError(reason.into()).encode(&mut self.output);
+                        }
+                    }
+                },
+                PendingReply::MultiGet(pending) => Box::pin(self.resolve_multi_get(*pending)).await,
+                PendingReply::Broadcast(calls) => {
+                    for call in calls {
+                        if let Err(err) = call.reply().await {
+                            tracing::warn!(cause = %err, "a peer did not take a cluster-wide command");
+                            if let Some(cluster) = &self.cluster {
+                                cluster.note_forward_error();
+                            }
+                        }
+                    }
+                }
+                PendingReply::Mark(id) => self.marks.push((id, self.output.len())),
                 PendingReply::Write {
                     write,
                     kind,
@@ -548,6 +813,7 @@ impl Session {
             store: &self.store,
             node: &self.node,
             shared: &self.shared,
+            cluster: self.cluster.as_deref(),
         };
         report.render(stats, &mut self.output);
     }
@@ -594,7 +860,13 @@ mod test_support {
             listen: "127.0.0.1:0".into(),
             limits: Limits::default(),
         });
-        Session::new(store.clone(), node, Arc::new(Shared::default()))
+        Session::new(
+            store.clone(),
+            node,
+            Arc::new(Shared::default()),
+            None,
+            false,
+        )
     }
 
     /// Runs one meta command line (with its data block) as the session does:

@@ -23,6 +23,7 @@ use mcstore_protocol::Reply;
 use mcstore_storage::Store;
 
 use super::{NodeInfo, VERSION};
+use crate::cluster::ClusterNode;
 use crate::stats::Shared;
 
 /// What a `stats` request reads.
@@ -33,6 +34,8 @@ pub struct StatsReport<'a> {
     pub node: &'a NodeInfo,
     /// The connections' counters.
     pub shared: &'a Shared,
+    /// The node's cluster, if it is in one.
+    pub cluster: Option<&'a ClusterNode>,
 }
 
 fn stat(out: &mut BytesMut, name: &str, value: impl Display) {
@@ -73,6 +76,7 @@ impl StatsReport<'_> {
             }
             Stats::Group(group) => match &group[..] {
                 b"store" => self.store(out),
+                b"cluster" => self.cluster(out),
                 b"slabs" => self.slabs(out),
                 b"items" => self.items(out),
                 b"conns" => self.conns(out),
@@ -334,6 +338,42 @@ impl StatsReport<'_> {
             }
         }
         stat(out, "corrupt_records", load(&stats.corrupt_records));
+    }
+}
+
+impl StatsReport<'_> {
+    /// `stats cluster`: every member and its state (this node included),
+    /// the replica set size, the ring, and what this node forwarded. A node
+    /// without `--seeds` is a cluster of one.
+    fn cluster(&self, out: &mut BytesMut) {
+        let Some(cluster) = self.cluster else {
+            stat(out, &format!("node:{}", self.node.listen), "alive");
+            stat(out, "replication_factor", 1);
+            stat(out, "ring_nodes", 1);
+            for name in ["forwarded", "forward_errors", "peer_rejected"] {
+                stat(out, name, 0);
+            }
+            return;
+        };
+        let snapshot = cluster.topology.snapshot();
+        for member in snapshot.view().members() {
+            stat(out, &format!("node:{}", member.advertise), member.state);
+        }
+        stat(out, "self", &cluster.advertise);
+        stat(out, "replication_factor", snapshot.replication_factor());
+        stat(out, "ring_nodes", snapshot.ring_members().len());
+        let counters = &cluster.counters;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        stat(out, "forwarded", load(&counters.forwarded));
+        stat(out, "forward_errors", load(&counters.forward_errors));
+        stat(out, "peer_rejected", load(&counters.peer_rejected));
+        stat(
+            out,
+            "executed_for_peers",
+            load(&counters.executed_for_peers),
+        );
+        let gossip = cluster.membership.counters();
+        stat(out, "gossip_rejected", gossip.rejected);
     }
 }
 

@@ -6,8 +6,8 @@
 //! - The reclaimer walks the key space at a bounded rate and asks the
 //!   commit pipeline to reclaim expired and flushed items and to purge
 //!   tombstones past their grace period. It rests while nothing can have
-//!   died: no item with an expiry was seen or written, the flush markers did
-//!   not change and no tombstone is due.
+//!   died: no item with an expiry was seen or written, no tombstone was
+//!   added, the flush markers did not change and no tombstone is due.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -159,14 +159,14 @@ impl Reclaimer {
                 return;
             }
             let purge_due = next_purge_ms.is_some_and(|due| due <= self.clock.now_millis());
-            let new_tombstones = signals().1 > baseline.1;
-            needed = needed || purge_due || signals().0 != baseline.0 || signals().2 != baseline.2;
-            if new_tombstones && next_purge_ms.is_none() {
-                // Tombstones appeared since the last pass: learn when the
-                // oldest of them is due, without walking before then.
-                next_purge_ms =
-                    Some(self.clock.now_millis() + self.tombstone_grace.as_millis() as u64);
-            }
+            // New tombstones may carry old versions (an expired item's, a
+            // replica's): learn their due times with a pass.
+            let now = signals();
+            needed = needed
+                || purge_due
+                || now.0 != baseline.0
+                || now.1 > baseline.1
+                || now.2 != baseline.2;
         }
     }
 

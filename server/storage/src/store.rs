@@ -303,9 +303,15 @@ impl Store {
     }
 
     /// Registers a named cursor at the current end of the change stream,
-    /// unless it exists; returns its state.
+    /// unless it exists; returns its state. A new cursor is written durably
+    /// before this returns, so the log is kept for it even across a crash.
     pub fn register_cursor(&self, name: &str) -> Result<CursorState, StreamError> {
-        self.cursors.register(name, self.published_seq())
+        let state = self.cursors.register(name, self.published_seq())?;
+        self.cursors.persist().map_err(|source| StreamError::Io {
+            path: self.config.data_dir.join("wal").join("cursors"),
+            source,
+        })?;
+        Ok(state)
     }
 
     /// A reader of the change stream from after the named cursor's position.

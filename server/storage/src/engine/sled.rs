@@ -100,8 +100,10 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// A sled value as `Bytes`, without copying it (the `Bytes` owns the
+/// reference-counted `IVec`).
 fn to_bytes(value: sled::IVec) -> Bytes {
-    Bytes::copy_from_slice(&value)
+    Bytes::from_owner(value)
 }
 
 impl Engine for SledEngine {

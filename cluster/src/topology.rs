@@ -1,0 +1,221 @@
+//! The cluster as one node routes with it: the ketama ring of the members
+//! that joined and have not left, each key's replica set (its owner and the
+//! next distinct members clockwise), and where a request for a key goes.
+//!
+//! Routing rule: to the key's first live replica (alive or suspect; a dead
+//! member stays on the ring but is skipped, so a transient failure moves no
+//! data, and a ketama client that ejects the dead member sends its keys to
+//! exactly that next replica). A read may be answered by this node when it
+//! holds a replica and `--replica-reads` is on. The candidates after the
+//! first are where a request goes when the first cannot be reached.
+
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::membership::{Member, MemberState, MembershipView};
+use crate::ring::Ring;
+
+/// Where a request for a key can be served, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This node.
+    Local,
+    /// The peer advertised at this address.
+    Peer(String),
+}
+
+/// A snapshot of the ring: the view it was built from and the ring itself.
+#[derive(Debug)]
+pub struct Snapshot {
+    view: MembershipView,
+    /// The ring's servers, in ring index order (the view's ring members).
+    servers: Vec<Member>,
+    ring: Option<Ring>,
+    replication_factor: usize,
+}
+
+impl Snapshot {
+    /// The snapshot of a view.
+    pub fn new(view: MembershipView, replication_factor: usize) -> Snapshot {
+        let servers: Vec<Member> = view.ring_members().cloned().collect();
+        let ring = match view.ring() {
+            Ok(ring) => Some(ring),
+            Err(err) => {
+                // Before the first membership view arrives there is no member.
+                if !view.members().is_empty() {
+                    tracing::warn!(cause = %err, "no ring can be built from the membership");
+                }
+                None
+            }
+        };
+        Snapshot {
+            view,
+            servers,
+            ring,
+            replication_factor: replication_factor.max(1),
+        }
+    }
+
+    /// The membership view.
+    pub fn view(&self) -> &MembershipView {
+        &self.view
+    }
+
+    /// The members on the ring.
+    pub fn ring_members(&self) -> &[Member] {
+        &self.servers
+    }
+
+    /// The replica set size.
+    pub fn replication_factor(&self) -> usize {
+        self.replication_factor
+    }
+
+    /// The key's replica set: its owner, then the next distinct members
+    /// clockwise, at most the replication factor.
+    pub fn replicas(&self, key: &[u8]) -> Vec<&Member> {
+        match &self.ring {
+            Some(ring) => ring
+                .replicas(key, self.replication_factor)
+                .into_iter()
+                .map(|index| &self.servers[index])
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether this node holds a replica of the key.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.replicas(key).iter().any(|m| m.is_self)
+    }
+
+    /// Where a request for `key` goes, best first; empty when no replica
+    /// is alive. `local_read`: a read this node may answer if it holds a
+    /// replica (`--replica-reads`).
+    pub fn route(&self, key: &[u8], local_read: bool) -> Vec<Target> {
+        let replicas = self.replicas(key);
+        if local_read && replicas.iter().any(|m| m.is_self) {
+            return vec![Target::Local];
+        }
+        replicas
+            .into_iter()
+            .filter(|m| m.is_self || matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .map(|m| {
+                if m.is_self {
+                    Target::Local
+                } else {
+                    Target::Peer(m.advertise.clone())
+                }
+            })
+            .collect()
+    }
+}
+
+/// The node's current snapshot, replaced whenever the membership changes.
+pub struct Topology {
+    current: RwLock<Arc<Snapshot>>,
+    replication_factor: usize,
+}
+
+impl Topology {
+    /// A topology of `view`.
+    pub fn new(view: MembershipView, replication_factor: usize) -> Arc<Topology> {
+        Arc::new(Topology {
+            current: RwLock::new(Arc::new(Snapshot::new(view, replication_factor))),
+            replication_factor,
+        })
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("topology lock").clone()
+    }
+
+    /// Replaces the snapshot with one of `view`.
+    pub fn update(&self, view: MembershipView) {
+        let snapshot = Arc::new(Snapshot::new(view, self.replication_factor));
+        *self.current.write().expect("topology lock") = snapshot;
+    }
+
+    /// Follows a membership watch until it closes (spawn it).
+    pub async fn follow(self: Arc<Topology>, mut views: watch::Receiver<MembershipView>) {
+        loop {
+            let view = views.borrow_and_update().clone();
+            self.update(view);
+            if views.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(addr: &str, state: MemberState, is_self: bool) -> Member {
+        let mut member = Member::new(addr, 1, 1, "ready", state);
+        member.is_self = is_self;
+        member
+    }
+
+    fn key_owned_by(snapshot: &Snapshot, owner: &str) -> Vec<u8> {
+        (0..1000)
+            .map(|i| format!("key-{i}").into_bytes())
+            .find(|key| snapshot.replicas(key)[0].advertise == owner)
+            .expect("some key is owned by every member")
+    }
+
+    #[test]
+    fn routes_go_to_the_first_live_replica() {
+        let view = MembershipView::from_members([
+            member("127.0.0.1:1", MemberState::Alive, true),
+            member("127.0.0.1:2", MemberState::Alive, false),
+            member("127.0.0.1:3", MemberState::Dead, false),
+        ]);
+        let snapshot = Snapshot::new(view, 2);
+        let mine = key_owned_by(&snapshot, "127.0.0.1:1");
+        assert_eq!(snapshot.route(&mine, false)[0], Target::Local);
+        let theirs = key_owned_by(&snapshot, "127.0.0.1:2");
+        assert_eq!(
+            snapshot.route(&theirs, false)[0],
+            Target::Peer("127.0.0.1:2".into())
+        );
+        // The dead owner's keys go to its next replica.
+        let dead = key_owned_by(&snapshot, "127.0.0.1:3");
+        let replicas = snapshot.replicas(&dead);
+        assert_eq!(replicas.len(), 2);
+        let route = snapshot.route(&dead, false);
+        assert_eq!(route.len(), 1);
+        assert_eq!(
+            route[0],
+            if replicas[1].is_self {
+                Target::Local
+            } else {
+                Target::Peer(replicas[1].advertise.clone())
+            }
+        );
+    }
+
+    #[test]
+    fn replica_reads_are_answered_locally_and_a_lone_node_serves_everything() {
+        let view = MembershipView::from_members([
+            member("127.0.0.1:1", MemberState::Alive, true),
+            member("127.0.0.1:2", MemberState::Alive, false),
+        ]);
+        let snapshot = Snapshot::new(view, 2);
+        let theirs = key_owned_by(&snapshot, "127.0.0.1:2");
+        assert!(snapshot.holds(&theirs));
+        assert_eq!(snapshot.route(&theirs, true), vec![Target::Local]);
+        assert_eq!(
+            snapshot.route(&theirs, false),
+            vec![Target::Peer("127.0.0.1:2".into()), Target::Local]
+        );
+        let alone = Snapshot::new(
+            MembershipView::from_members([member("127.0.0.1:1", MemberState::Alive, true)]),
+            2,
+        );
+        assert_eq!(alone.route(b"anything", false), vec![Target::Local]);
+    }
+}

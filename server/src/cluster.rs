@@ -1,0 +1,84 @@
+//! This node's part in a cluster: its membership, the topology it routes
+//! with, its connections to peers and the cluster counters of `stats
+//! cluster`.
+//!
+//! A node started without `--seeds` has no [`ClusterNode`]: it is a one-node
+//! cluster and serves every key itself, exactly as a single node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mcstore_cluster::membership::Membership;
+use mcstore_cluster::peer::{ForwardCall, PeerPool};
+use mcstore_cluster::topology::{Target, Topology};
+
+/// The counters of `stats cluster`.
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    /// Requests this node forwarded to a peer.
+    pub forwarded: AtomicU64,
+    /// Forwarded requests that got no reply from a peer (each try counts).
+    pub forward_errors: AtomicU64,
+    /// Peer connections refused (failed handshake, garbage).
+    pub peer_rejected: AtomicU64,
+    /// Forwarded requests this node executed for its peers.
+    pub executed_for_peers: AtomicU64,
+}
+
+/// This node in its cluster.
+pub struct ClusterNode {
+    /// This node's advertised address (its name on the ring).
+    pub advertise: String,
+    /// Gossip membership.
+    pub membership: Membership,
+    /// The ring and routes.
+    pub topology: Arc<Topology>,
+    /// Connections to peers.
+    pub peers: Arc<PeerPool>,
+    /// The cluster secret, if any.
+    pub secret: Option<Vec<u8>>,
+    /// `--replica-reads`: a read of a key this node holds a replica of is
+    /// answered here.
+    pub replica_reads: bool,
+    /// Counters.
+    pub counters: ClusterCounters,
+}
+
+impl ClusterNode {
+    /// Where a request for `key` goes, best first (empty: no live replica).
+    pub fn route(&self, key: &[u8], read: bool) -> Vec<Target> {
+        self.topology
+            .snapshot()
+            .route(key, read && self.replica_reads)
+    }
+
+    /// Sends `request` to `peer` on `slot`, counted as forwarded.
+    pub fn forward(&self, peer: &str, slot: usize, request: Bytes) -> ForwardCall {
+        self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.peers.forward(peer, slot, request)
+    }
+
+    /// Counts a forwarded request that got no reply.
+    pub fn note_forward_error(&self) {
+        self.counters.forward_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The peers a cluster-wide command (`flush_all`) goes to: every member
+    /// on the ring but this node that is not dead.
+    pub fn broadcast_targets(&self) -> Vec<String> {
+        self.topology
+            .snapshot()
+            .ring_members()
+            .iter()
+            .filter(|m| !m.is_self)
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    mcstore_cluster::MemberState::Alive | mcstore_cluster::MemberState::Suspect
+                )
+            })
+            .map(|m| m.advertise.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,176 @@
+//! Clusters of real mcstore nodes on loopback for the end-to-end tests.
+//!
+//! [`Cluster::start`] picks a free port for every node first, then starts
+//! each node seeded with every address, so any node can be killed and
+//! restarted on its address; [`Cluster::wait_for`] waits (bounded) on a
+//! condition read from `stats cluster`, never on a fixed sleep. Every node
+//! is killed and its data directory removed when the cluster is dropped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{exchange, free_port, Mcstore};
+
+/// How long a cluster may take to converge or to notice a change.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Running nodes (some may be stopped by a test).
+pub struct Cluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<Mcstore>,
+    /// Every node's address, in start order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Faster failure detection than the defaults, for tests that do not check
+/// the default bound.
+pub const FAST_DETECTION: &[&str] = &["--probe-interval", "200ms", "--suspect-timeout", "800ms"];
+
+/// `stats <group>` of a node as name -> value.
+pub fn stats(addr: SocketAddr, group: &str) -> Result<BTreeMap<String, String>, String> {
+    let request = if group.is_empty() {
+        "stats\r\n".to_string()
+    } else {
+        format!("stats {group}\r\n")
+    };
+    let reply = exchange(addr, request.as_bytes(), 1).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&reply);
+    if !text.ends_with("END\r\n") {
+        return Err(format!("stats {group} reply: {text:?}"));
+    }
+    Ok(text
+        .lines()
+        .filter_map(|line| line.strip_prefix("STAT "))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect())
+}
+
+/// The members a node sees: address -> state.
+pub fn members(addr: SocketAddr) -> BTreeMap<String, String> {
+    stats(addr, "cluster")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, state)| Some((name.strip_prefix("node:")?.to_string(), state)))
+        .collect()
+}
+
+/// Waits until `condition` holds, at most `timeout`; panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+impl Cluster {
+    /// Starts `n` nodes, every one seeded with every address, with `args`,
+    /// and waits until every node sees every node alive. Ports are picked
+    /// in advance; a start that loses a port race is retried with new ones.
+    pub fn start(n: usize, args: &[&str]) -> Cluster {
+        let mut last_error = String::new();
+        for _attempt in 0..3 {
+            let order: Vec<usize> = (0..n).collect();
+            let all =
+                |_: usize, addrs: &[SocketAddr]| addrs.iter().map(|a| a.to_string()).collect();
+            match Cluster::start_with_seeds(n, args, &order, all) {
+                Ok(cluster) => {
+                    cluster.wait_converged();
+                    return cluster;
+                }
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("could not start a {n}-node cluster: {last_error}");
+    }
+
+    /// Starts `n` nodes in the order `order` gives (a permutation of
+    /// `0..n`), each seeded with `seeds(index, addrs)`; does not wait.
+    pub fn start_with_seeds(
+        n: usize,
+        args: &[&str],
+        order: &[usize],
+        seeds: impl Fn(usize, &[SocketAddr]) -> Vec<String>,
+    ) -> Result<Cluster, String> {
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let mut started: Vec<Option<Mcstore>> = (0..n).map(|_| None).collect();
+        for &index in order {
+            let seed_list = seeds(index, &addrs).join(",");
+            let mut node_args = vec!["--seeds", seed_list.as_str()];
+            node_args.extend_from_slice(args);
+            let node = Mcstore::start_at(&addrs[index].to_string(), &node_args)?;
+            started[index] = Some(node);
+        }
+        Ok(Cluster {
+            nodes: started
+                .into_iter()
+                .map(|n| n.expect("every node started"))
+                .collect(),
+            addrs,
+        })
+    }
+
+    /// Waits until every running node sees every running node alive.
+    pub fn wait_converged(&self) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        wait_until("the cluster to converge", CLUSTER_TIMEOUT, || {
+            running.iter().all(|&i| {
+                let seen = members(self.addrs[i]);
+                running.iter().all(|&j| {
+                    seen.get(&self.addrs[j].to_string()).map(String::as_str) == Some("alive")
+                })
+            })
+        });
+    }
+
+    /// Waits until every running node other than `subject` sees `subject`
+    /// in `state`; returns how long it took.
+    pub fn wait_state(&self, subject: usize, state: &str) -> Duration {
+        let name = self.addrs[subject].to_string();
+        let observers: Vec<SocketAddr> = (0..self.nodes.len())
+            .filter(|&i| i != subject && self.nodes[i].is_running())
+            .map(|i| self.addrs[i])
+            .collect();
+        wait_until(
+            &format!("every node to see {name} {state}"),
+            CLUSTER_TIMEOUT,
+            || {
+                observers
+                    .iter()
+                    .all(|&o| members(o).get(&name).map(String::as_str) == Some(state))
+            },
+        )
+    }
+
+    /// A counter of `stats cluster` summed over the running nodes.
+    pub fn sum_cluster_stat(&self, name: &str) -> u64 {
+        self.running_addrs()
+            .into_iter()
+            .map(|addr| {
+                stats(addr, "cluster")
+                    .ok()
+                    .and_then(|s| s.get(name).and_then(|v| v.parse().ok()))
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// The addresses of the running nodes.
+    pub fn running_addrs(&self) -> Vec<SocketAddr> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .map(|i| self.addrs[i])
+            .collect()
+    }
+}
