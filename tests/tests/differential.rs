@@ -2812,20 +2812,21 @@ fn stat_lines(reply: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `stats conns` with descriptors numbered by order and addresses reduced
-/// to `tcp:127.0.0.1:SERVER` (the server's port) or `tcp:127.0.0.1:CLIENT`;
-/// seconds are checked to be numbers and masked.
+/// `stats conns` as one line per connection (`field value` pairs, in
+/// order), addresses reduced to `tcp:127.0.0.1:SERVER` (the server's port)
+/// or `tcp:127.0.0.1:CLIENT`, seconds checked to be numbers and masked; the
+/// descriptors must ascend, and the connections are then sorted, since which
+/// connection got the lower descriptor depends on when each server released
+/// a closed one.
 fn normalise_conns(reply: &[u8], port: u16) -> Result<Vec<String>, String> {
-    let mut fds: Vec<String> = Vec::new();
-    let mut lines = Vec::new();
+    let mut conns: Vec<(u64, Vec<String>)> = Vec::new();
     for (name, value) in stat_lines(reply) {
         let (fd, field) = name
             .split_once(':')
             .ok_or_else(|| format!("no <fd>: in {name}"))?;
-        if !fds.iter().any(|f| f == fd) {
-            fds.push(fd.to_owned());
-        }
-        let index = fds.iter().position(|f| f == fd).unwrap_or_default();
+        let fd: u64 = fd
+            .parse()
+            .map_err(|_| format!("{name}: not a descriptor"))?;
         let value = match field {
             "addr" | "listen_addr" => {
                 if value == format!("tcp:127.0.0.1:{port}") {
@@ -2844,8 +2845,16 @@ fn normalise_conns(reply: &[u8], port: u16) -> Result<Vec<String>, String> {
             }
             _ => value,
         };
-        lines.push(format!("conn#{index}:{field} {value}"));
+        match conns.last_mut() {
+            Some((last, fields)) if *last == fd => fields.push(format!("{field} {value}")),
+            Some((last, _)) if *last > fd => {
+                return Err(format!("descriptor {fd} listed after {last}"))
+            }
+            _ => conns.push((fd, vec![format!("{field} {value}")])),
+        }
     }
+    let mut lines: Vec<String> = conns.into_iter().map(|(_, f)| f.join(", ")).collect();
+    lines.sort();
     Ok(lines)
 }
 
