@@ -93,9 +93,11 @@ fn run(config: Config) -> anyhow::Result<()> {
             tokio::spawn(metrics::serve(metrics_listener, Arc::new(registry)));
             tracing::info!(metrics_addr = %metrics_addr, "serving metrics");
         }
-        tracing::info!(addr = %local, "{}", logging::LISTENING);
+        // Signal handlers before readiness: a SIGTERM right after the
+        // `listening on` event is a graceful stop, not the default kill.
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        tracing::info!(addr = %local, "{}", logging::LISTENING);
         let leaving = cluster.clone();
         let shutdown = async move {
             tokio::select! {
