@@ -8,6 +8,8 @@
 //!   of the members that have not left.
 //! - [`topology`]: the ring as a node routes with it: each key's replica
 //!   set, and where a request for it goes.
+//! - [`replication`]: shipping every client write to the key's other
+//!   replicas from the change stream, hinted handoff, range transfers.
 //! - [`peer`]: node-to-node connections (handshake with the cluster secret,
 //!   checksummed frames, forwarded requests, a pipelined connection pool).
 //!
@@ -19,6 +21,7 @@
 
 pub mod membership;
 pub mod peer;
+pub mod replication;
 pub mod ring;
 pub mod topology;
 

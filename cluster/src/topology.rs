@@ -85,6 +85,16 @@ impl Snapshot {
         }
     }
 
+    /// The state of the member advertised as `peer`, if it is known.
+    pub fn state_of(&self, peer: &str) -> Option<MemberState> {
+        self.view.get(peer).map(|m| m.state)
+    }
+
+    /// Whether `peer` holds a replica of the key.
+    pub fn is_replica(&self, key: &[u8], peer: &str) -> bool {
+        self.replicas(key).iter().any(|m| m.advertise == peer)
+    }
+
     /// Whether this node holds a replica of the key.
     pub fn holds(&self, key: &[u8]) -> bool {
         self.replicas(key).iter().any(|m| m.is_self)
@@ -115,14 +125,17 @@ impl Snapshot {
 /// The node's current snapshot, replaced whenever the membership changes.
 pub struct Topology {
     current: RwLock<Arc<Snapshot>>,
+    changes: watch::Sender<Arc<Snapshot>>,
     replication_factor: usize,
 }
 
 impl Topology {
     /// A topology of `view`.
     pub fn new(view: MembershipView, replication_factor: usize) -> Arc<Topology> {
+        let snapshot = Arc::new(Snapshot::new(view, replication_factor));
         Arc::new(Topology {
-            current: RwLock::new(Arc::new(Snapshot::new(view, replication_factor))),
+            current: RwLock::new(snapshot.clone()),
+            changes: watch::channel(snapshot).0,
             replication_factor,
         })
     }
@@ -132,10 +145,16 @@ impl Topology {
         self.current.read().expect("topology lock").clone()
     }
 
+    /// A receiver that sees every new snapshot.
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.changes.subscribe()
+    }
+
     /// Replaces the snapshot with one of `view`.
     pub fn update(&self, view: MembershipView) {
         let snapshot = Arc::new(Snapshot::new(view, self.replication_factor));
-        *self.current.write().expect("topology lock") = snapshot;
+        *self.current.write().expect("topology lock") = snapshot.clone();
+        self.changes.send_replace(snapshot);
     }
 
     /// Follows a membership watch until it closes (spawn it).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mcstore_cluster::membership::Membership;
 use mcstore_cluster::peer::{ForwardCall, PeerPool};
+use mcstore_cluster::replication::Replicator;
 use mcstore_cluster::topology::{Target, Topology};
 
 /// The counters of `stats cluster`.
@@ -36,6 +37,11 @@ pub struct ClusterNode {
     pub topology: Arc<Topology>,
     /// Connections to peers.
     pub peers: Arc<PeerPool>,
+    /// Shipping writes to the other replicas.
+    pub replicator: Arc<Replicator>,
+    /// `--replica-ack one`: how long a write waits for another replica,
+    /// if it does.
+    pub replica_ack: Option<std::time::Duration>,
     /// The cluster secret, if any.
     pub secret: Option<Vec<u8>>,
     /// `--replica-reads`: a read of a key this node holds a replica of is

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use mcstore_cluster::membership::{Membership, MembershipConfig, Timings};
 use mcstore_cluster::peer::{PeerPool, PoolConfig};
+use mcstore_cluster::replication::{ReplicationConfig, Replicator};
 use mcstore_cluster::topology::Topology;
+use mcstore_storage::Store;
 
 use crate::cluster::{ClusterCounters, ClusterNode};
 use crate::config::Config;
@@ -20,6 +22,12 @@ const CONNECTIONS_PER_PEER: usize = 4;
 /// anything is opened or bound: a node listening on all addresses needs
 /// `--advertise`, and one listening beyond loopback needs a secret.
 pub fn check(config: &Config, listen: SocketAddr) -> anyhow::Result<()> {
+    if config.replica_ack == "one" && (config.seeds.is_empty() || config.replication_factor < 2) {
+        bail!(
+            "--replica-ack one needs a cluster (--seeds) with --replication-factor 2 or more: \
+             with one copy there is no other replica to wait for"
+        );
+    }
     if config.seeds.is_empty() {
         return Ok(());
     }
@@ -48,7 +56,11 @@ pub fn check(config: &Config, listen: SocketAddr) -> anyhow::Result<()> {
 
 /// Starts the cluster part of a node listening on `local`, or `None` for a
 /// node without `--seeds`. [`check`] has passed.
-pub async fn start(config: &Config, local: SocketAddr) -> anyhow::Result<Option<Arc<ClusterNode>>> {
+pub async fn start(
+    config: &Config,
+    local: SocketAddr,
+    store: Arc<Store>,
+) -> anyhow::Result<Option<Arc<ClusterNode>>> {
     if config.seeds.is_empty() {
         return Ok(None);
     }
@@ -83,7 +95,17 @@ pub async fn start(config: &Config, local: SocketAddr) -> anyhow::Result<Option<
         request_timeout: config.peer_timeout,
         connect_timeout: config.peer_timeout,
         max_frame: crate::peer_session::max_frame(limits.max_item_size, limits.max_get_line) * 64,
+        bind_ip: (!local.ip().is_unspecified()).then_some(local.ip()),
     });
+    let replicator = Replicator::start(
+        store,
+        topology.clone(),
+        peers.clone(),
+        ReplicationConfig {
+            hint_window: config.hint_window,
+            ..ReplicationConfig::default()
+        },
+    );
     tracing::info!(
         %advertise,
         generation,
@@ -96,6 +118,8 @@ pub async fn start(config: &Config, local: SocketAddr) -> anyhow::Result<Option<
         membership,
         topology,
         peers,
+        replicator,
+        replica_ack: (config.replica_ack == "one").then_some(config.replica_ack_timeout),
         secret,
         replica_reads: config.replica_reads,
         counters: ClusterCounters::default(),

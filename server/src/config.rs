@@ -214,6 +214,23 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_SUSPECT_TIMEOUT", default_value = "1500ms", value_parser = parse_duration)]
     pub suspect_timeout: Duration,
 
+    /// When a write is answered: `none` after the local commit (replicas
+    /// get it asynchronously), `one` after one other replica also has it
+    /// durably (needs --replication-factor 2 or more).
+    #[arg(long, env = "MCSTORE_REPLICA_ACK", default_value = "none",
+          value_parser = PossibleValuesParser::new(["none", "one"]))]
+    pub replica_ack: String,
+
+    /// With --replica-ack one, how long a write waits for a replica before
+    /// it is answered with SERVER_ERROR (its local commit stands).
+    #[arg(long, env = "MCSTORE_REPLICA_ACK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub replica_ack_timeout: Duration,
+
+    /// How long the writes a down replica missed are kept for it (hints);
+    /// a replica away longer gets a full range transfer when it returns.
+    #[arg(long, env = "MCSTORE_HINT_WINDOW", default_value = "3h", value_parser = parse_duration)]
+    pub hint_window: Duration,
+
     /// Print the man page (roff) generated from these flags, and exit.
     #[arg(long, hide = true)]
     pub generate_man: bool,

@@ -72,7 +72,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(client_listener)?;
         let local = listener.local_addr()?;
-        let cluster = mcstore_server::cluster_start::start(&config, local).await?;
+        let cluster = mcstore_server::cluster_start::start(&config, local, store.clone()).await?;
         let node = Arc::new(NodeInfo {
             started,
             max_connections: config.max_connections,

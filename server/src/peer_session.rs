@@ -23,6 +23,10 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use mcstore_cluster::peer::message::ShippedRecord;
+use mcstore_storage::ops::Outcome;
+use mcstore_storage::{Operation, Record, Store};
+
 use crate::cluster::ClusterNode;
 use crate::session::Session;
 
@@ -39,6 +43,7 @@ pub fn max_frame(item_limit: usize, get_line_limit: usize) -> usize {
 pub async fn serve(
     mut stream: TcpStream,
     mut session: Session,
+    store: Arc<Store>,
     cluster: Arc<ClusterNode>,
     limits: mcstore_protocol::Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -76,6 +81,21 @@ pub async fn serve(
                     .fetch_add(1, Ordering::Relaxed);
                 run(&mut session, id, request, &limits).await;
             }
+            Ok(PeerMessage::Replicate { id, records }) => {
+                // Applied durably before the acknowledgement goes back;
+                // replies to earlier forwarded requests go first.
+                session.resolve_pending().await;
+                let answer = apply(&store, records).await;
+                out.clear();
+                for (id, reply) in session.take_marked() {
+                    encode_frame(&mut out, &PeerMessage::Reply { id, reply }.encode());
+                }
+                encode_frame(&mut out, &PeerMessage::Reply { id, reply: answer }.encode());
+                if writer.write_all(&out).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(other) => return reject(&cluster, &format!("unexpected message {other:?}")),
             Err(err) => return reject(&cluster, &err.to_string()),
         }
@@ -91,6 +111,46 @@ pub async fn serve(
                 return;
             }
         }
+    }
+}
+
+/// Applies replicated records, each only if newer, through the commit
+/// pipeline (pipelined: they share group commits), and answers once all are
+/// durable: empty, or what went wrong. A record that fails its checksum is
+/// refused (and the batch with it), never stored.
+async fn apply(store: &Store, records: Vec<ShippedRecord>) -> Bytes {
+    let mut pending = Vec::with_capacity(records.len());
+    for shipped in records {
+        let record = match Record::decode(&shipped.key, &shipped.record) {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::warn!(cause = %err, "a peer shipped a corrupt record");
+                return Bytes::from(format!("corrupt record: {err}"));
+            }
+        };
+        pending.push(
+            store
+                .enqueue(Operation::Apply {
+                    key: shipped.key,
+                    record,
+                })
+                .await,
+        );
+    }
+    let mut failure = None;
+    for write in pending {
+        match write.outcome().await {
+            Outcome::Applied | Outcome::Stale => {}
+            // A refused clock is counted by the store; the rest of the
+            // batch still applies.
+            Outcome::Failed(mcstore_storage::WriteError::ClockSkew(_)) => {}
+            Outcome::Failed(err) => failure = Some(err.to_string()),
+            other => failure = Some(format!("unexpected outcome {other:?}")),
+        }
+    }
+    match failure {
+        None => Bytes::new(),
+        Some(reason) => Bytes::from(reason),
     }
 }
 

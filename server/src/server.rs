@@ -112,9 +112,11 @@ pub async fn run(
                 };
                 match cluster.clone().filter(|_| is_peer) {
                     Some(cluster) => {
+                        let store2 = store.clone();
                         let session =
                             Session::new(store, node, shared.clone(), Some(cluster.clone()), true);
-                        crate::peer_session::serve(stream, session, cluster, limits, stop).await;
+                        crate::peer_session::serve(stream, session, store2, cluster, limits, stop)
+                            .await;
                     }
                     None => {
                         let mut session = Session::new(store, node, shared.clone(), cluster, false);

@@ -22,6 +22,9 @@ pub struct Cluster {
     pub nodes: Vec<Mcstore>,
     /// Every node's address, in start order.
     pub addrs: Vec<SocketAddr>,
+    /// Every node's name on the ring (its address unless it advertises
+    /// another, e.g. a fault proxy's).
+    pub advertised: Vec<String>,
 }
 
 /// Faster failure detection than the defaults, for tests that do not check
@@ -115,8 +118,63 @@ impl Cluster {
                 .into_iter()
                 .map(|n| n.expect("every node started"))
                 .collect(),
+            advertised: addrs.iter().map(|a| a.to_string()).collect(),
             addrs,
         })
+    }
+
+    /// Starts `n` nodes, node `i` listening on 127.0.0.`i+1` behind a fault
+    /// proxy on 127.0.1.`i+1` that it advertises (and every node is seeded
+    /// with), so that links between nodes can be cut; waits until the
+    /// cluster converges.
+    pub fn start_behind_proxies(
+        n: usize,
+        args: &[&str],
+    ) -> (Cluster, Vec<crate::faults::LinkProxy>) {
+        let ips: Vec<std::net::Ipv4Addr> = (0..n)
+            .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i as u8 + 1))
+            .collect();
+        let addrs: Vec<SocketAddr> = ips
+            .iter()
+            .map(|ip| {
+                let port = std::net::TcpListener::bind((*ip, 0))
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                SocketAddr::from((*ip, port))
+            })
+            .collect();
+        let proxies: Vec<crate::faults::LinkProxy> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                crate::faults::LinkProxy::start(
+                    std::net::Ipv4Addr::new(127, 0, 1, i as u8 + 1),
+                    *addr,
+                )
+            })
+            .collect();
+        let advertised: Vec<String> = proxies.iter().map(|p| p.addr.to_string()).collect();
+        let seeds = advertised.join(",");
+        let nodes = (0..n)
+            .map(|i| {
+                let mut node_args = vec![
+                    "--seeds",
+                    seeds.as_str(),
+                    "--advertise",
+                    advertised[i].as_str(),
+                ];
+                node_args.extend_from_slice(args);
+                Mcstore::start_at(&addrs[i].to_string(), &node_args).expect("start a node")
+            })
+            .collect();
+        let cluster = Cluster {
+            nodes,
+            addrs,
+            advertised,
+        };
+        cluster.wait_converged();
+        (cluster, proxies)
     }
 
     /// Waits until every running node sees every running node alive.
@@ -127,9 +185,9 @@ impl Cluster {
         wait_until("the cluster to converge", CLUSTER_TIMEOUT, || {
             running.iter().all(|&i| {
                 let seen = members(self.addrs[i]);
-                running.iter().all(|&j| {
-                    seen.get(&self.addrs[j].to_string()).map(String::as_str) == Some("alive")
-                })
+                running
+                    .iter()
+                    .all(|&j| seen.get(&self.advertised[j]).map(String::as_str) == Some("alive"))
             })
         });
     }
@@ -137,7 +195,7 @@ impl Cluster {
     /// Waits until every running node other than `subject` sees `subject`
     /// in `state`; returns how long it took.
     pub fn wait_state(&self, subject: usize, state: &str) -> Duration {
-        let name = self.addrs[subject].to_string();
+        let name = self.advertised[subject].clone();
         let observers: Vec<SocketAddr> = (0..self.nodes.len())
             .filter(|&i| i != subject && self.nodes[i].is_running())
             .map(|i| self.addrs[i])
@@ -164,6 +222,64 @@ impl Cluster {
                     .unwrap_or(0)
             })
             .sum()
+    }
+
+    /// Waits until every running node has shipped everything to every
+    /// running peer (`peer:<addr>:pending 0`).
+    pub fn wait_replicated(&self) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .collect();
+        wait_until("replication to catch up", CLUSTER_TIMEOUT, || {
+            running.iter().all(|&i| {
+                let seen = stats(self.addrs[i], "cluster").unwrap_or_default();
+                running.iter().filter(|&&j| j != i).all(|&j| {
+                    let peer = &self.advertised[j];
+                    seen.get(&format!("peer:{peer}:pending"))
+                        .map(String::as_str)
+                        == Some("0")
+                })
+            })
+        });
+    }
+
+    /// `curr_items` summed over the running nodes.
+    pub fn total_items(&self) -> u64 {
+        self.running_addrs()
+            .into_iter()
+            .map(|addr| {
+                stats(addr, "")
+                    .ok()
+                    .and_then(|s| s.get("curr_items").and_then(|v| v.parse().ok()))
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    /// The indices of the nodes that hold `key`'s replicas (the same ketama
+    /// ring as the nodes build), owner first.
+    pub fn replicas_of(&self, key: &[u8], replication_factor: usize) -> Vec<usize> {
+        let mut by_address: Vec<(String, usize)> = self
+            .advertised
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.clone(), i))
+            .collect();
+        by_address.sort();
+        let ring = mcstore_cluster::Ring::new(
+            by_address
+                .iter()
+                .map(|(addr, _)| {
+                    let (host, port) = addr.rsplit_once(':').expect("host:port");
+                    mcstore_cluster::ServerSpec::new(host, port.parse().unwrap(), 1)
+                })
+                .collect(),
+        )
+        .expect("a ring");
+        ring.replicas(key, replication_factor)
+            .into_iter()
+            .map(|index| by_address[index].1)
+            .collect()
     }
 
     /// The addresses of the running nodes.

@@ -476,6 +476,7 @@ impl Mcstore {
 }
 
 pub mod cluster;
+pub mod faults;
 
 /// Picks a port that was free a moment ago by binding 127.0.0.1:0 and dropping the listener.
 pub fn free_port() -> u16 {

@@ -5,6 +5,10 @@
 //!   request lands on its key's owner: nothing is forwarded anywhere;
 //! - pymemcache's HashClient hashes its own way (rendezvous), so most
 //!   requests land elsewhere and are forwarded: every key still reads back.
+//! - after a node is killed, both find every key: twemproxy with
+//!   `auto_eject_hosts` sends the dead node's keys to the next server on its
+//!   ring, which is the key's second replica; the HashClient marks the node
+//!   dead and the nodes it rehashes to forward to the next live replica.
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +28,10 @@ impl Twemproxy {
     const BINARY: &'static str = "/usr/sbin/nutcracker";
 
     fn start(nodes: &[SocketAddr]) -> Twemproxy {
+        Twemproxy::start_with(nodes, "  auto_eject_hosts: false\n")
+    }
+
+    fn start_with(nodes: &[SocketAddr], options: &str) -> Twemproxy {
         assert!(
             std::path::Path::new(Self::BINARY).is_file(),
             "{} is missing: apt-get install nutcracker",
@@ -36,7 +44,7 @@ impl Twemproxy {
             .map(|node| format!("   - {node}:1\n"))
             .collect();
         let config = format!(
-            "mcstore:\n  listen: {addr}\n  hash: md5\n  distribution: ketama\n  timeout: 5000\n  auto_eject_hosts: false\n  servers:\n{servers}"
+            "mcstore:\n  listen: {addr}\n  hash: md5\n  distribution: ketama\n  timeout: 2000\n{options}  servers:\n{servers}"
         );
         let path = dir.path().join("nutcracker.yml");
         std::fs::write(&path, config).unwrap();
@@ -124,4 +132,57 @@ fn pymemcache_hash_client_works_through_forwarding() {
     }
     assert!(cluster.sum_cluster_stat("forwarded") > 0);
     assert_eq!(cluster.sum_cluster_stat("forward_errors"), 0);
+}
+
+#[test]
+fn twemproxy_with_auto_eject_finds_every_key_after_a_node_dies() {
+    let mut cluster = Cluster::start(3, FAST_DETECTION);
+    let proxy = Twemproxy::start_with(
+        &cluster.addrs,
+        "  auto_eject_hosts: true\n  server_failure_limit: 1\n  server_retry_timeout: 600000\n",
+    );
+    for i in 0..150 {
+        assert_eq!(
+            ask(proxy.addr, &format!("set eject{i} 0 0 4\r\n{i:04}\r\n"), 1),
+            "STORED\r\n"
+        );
+    }
+    assert_eq!(cluster.sum_cluster_stat("forwarded"), 0);
+    cluster.wait_replicated();
+    cluster.nodes[1].kill9();
+    // The first request for the dead node fails and ejects it; after that
+    // twemproxy sends its keys to the next server, the keys' second replica.
+    for i in 0..150 {
+        let expected = format!("VALUE eject{i} 0 4\r\n{i:04}\r\nEND\r\n");
+        let mut reply = String::new();
+        for _attempt in 0..3 {
+            reply = ask(proxy.addr, &format!("get eject{i}\r\n"), 1);
+            if reply == expected {
+                break;
+            }
+        }
+        assert_eq!(reply, expected, "key {i} after the node died");
+    }
+}
+
+#[test]
+fn pymemcache_hash_client_reads_every_key_after_a_node_dies() {
+    let mut cluster = Cluster::start(3, FAST_DETECTION);
+    let ports: Vec<String> = cluster.addrs.iter().map(|a| a.port().to_string()).collect();
+    let run = |phase: &str| {
+        let mut args = vec![phase.to_string()];
+        args.extend(ports.iter().cloned());
+        match run_python(
+            "tests/python/hash_client_failover.py",
+            &args,
+            Duration::from_secs(120),
+        ) {
+            Ok(output) => println!("{output}"),
+            Err(failure) => panic!("{failure}"),
+        }
+    };
+    run("write");
+    cluster.wait_replicated();
+    cluster.nodes[2].kill9();
+    run("read");
 }

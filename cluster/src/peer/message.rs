@@ -1,9 +1,14 @@
 //! What peers say to each other, inside frames.
 //!
 //! ```text
-//! forward = 1 | id:u64 | request bytes   (one memcache request, exactly as a client sent it)
-//! reply   = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing)
+//! forward   = 1 | id:u64 | request bytes   (one memcache request, exactly as a client sent it)
+//! reply     = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing)
+//! replicate = 3 | id:u64 | count:u32 | count * (key len:u32 | key | record len:u32 | record)
 //! ```
+//!
+//! A `replicate` carries stored records (the storage layer's encoding, with
+//! its crc32 over the key) for the receiver to apply if newer; its reply is
+//! empty once all are applied durably, or an error text.
 //!
 //! A forwarded request is executed where it arrives and never forwarded
 //! again: that is the mark that keeps a disagreement about the ring from
@@ -14,6 +19,16 @@ use thiserror::Error;
 
 const FORWARD: u8 = 1;
 const REPLY: u8 = 2;
+const REPLICATE: u8 = 3;
+
+/// A stored record shipped to a replica: its key and encoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippedRecord {
+    /// The key.
+    pub key: Bytes,
+    /// The encoded record (item or tombstone).
+    pub record: Bytes,
+}
 
 /// A message between peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +41,19 @@ pub enum PeerMessage {
         /// The request's bytes.
         request: Bytes,
     },
-    /// The reply to a forwarded request.
+    /// The reply to a forwarded request or a replication batch.
     Reply {
         /// The request's id.
         id: u64,
         /// The reply's bytes.
         reply: Bytes,
+    },
+    /// Records for the receiver to apply if newer.
+    Replicate {
+        /// Matches the reply to the batch.
+        id: u64,
+        /// The records.
+        records: Vec<ShippedRecord>,
     },
 }
 
@@ -53,6 +75,23 @@ impl PeerMessage {
         let (kind, id, body) = match self {
             PeerMessage::Forward { id, request } => (FORWARD, *id, request),
             PeerMessage::Reply { id, reply } => (REPLY, *id, reply),
+            PeerMessage::Replicate { id, records } => {
+                let size: usize = records
+                    .iter()
+                    .map(|r| 8 + r.key.len() + r.record.len())
+                    .sum();
+                let mut out = BytesMut::with_capacity(13 + size);
+                out.put_u8(REPLICATE);
+                out.put_u64_le(*id);
+                out.put_u32_le(records.len() as u32);
+                for record in records {
+                    out.put_u32_le(record.key.len() as u32);
+                    out.put_slice(&record.key);
+                    out.put_u32_le(record.record.len() as u32);
+                    out.put_slice(&record.record);
+                }
+                return out.freeze();
+            }
         };
         let mut out = BytesMut::with_capacity(9 + body.len());
         out.put_u8(kind);
@@ -71,9 +110,44 @@ impl PeerMessage {
         match payload[0] {
             FORWARD => Ok(PeerMessage::Forward { id, request: body }),
             REPLY => Ok(PeerMessage::Reply { id, reply: body }),
+            REPLICATE => decode_records(&body)
+                .map(|records| PeerMessage::Replicate { id, records })
+                .ok_or(MessageError::Truncated(payload.len())),
             other => Err(MessageError::UnknownType(other)),
         }
     }
+}
+
+/// Reads a replicate body; `None` if the counts and lengths do not add up.
+fn decode_records(body: &Bytes) -> Option<Vec<ShippedRecord>> {
+    let u32_at = |at: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize)
+    };
+    let count = u32_at(0)?;
+    // Each record takes at least 8 bytes: a lying count cannot make us
+    // allocate more than the payload justifies.
+    if count > body.len() / 8 {
+        return None;
+    }
+    let mut records = Vec::with_capacity(count);
+    let mut at = 4;
+    for _ in 0..count {
+        let key_len = u32_at(at)?;
+        let key_end = (at + 4).checked_add(key_len)?;
+        if key_end > body.len() {
+            return None;
+        }
+        let key = body.slice(at + 4..key_end);
+        let record_len = u32_at(key_end)?;
+        let record_end = (key_end + 4).checked_add(record_len)?;
+        if record_end > body.len() {
+            return None;
+        }
+        let record = body.slice(key_end + 4..record_end);
+        records.push(ShippedRecord { key, record });
+        at = record_end;
+    }
+    (at == body.len()).then_some(records)
 }
 
 #[cfg(test)]
@@ -82,6 +156,28 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_an_error() {
+        let replicate = PeerMessage::Replicate {
+            id: 3,
+            records: vec![
+                ShippedRecord {
+                    key: Bytes::from_static(b"k1"),
+                    record: Bytes::from_static(b"record one"),
+                },
+                ShippedRecord {
+                    key: Bytes::from_static(b""),
+                    record: Bytes::new(),
+                },
+            ],
+        };
+        let encoded = replicate.encode();
+        assert_eq!(PeerMessage::decode(encoded.clone()), Ok(replicate));
+        // Every truncation and a lying count are errors, never a panic.
+        for len in 0..encoded.len() {
+            assert!(PeerMessage::decode(encoded.slice(..len)).is_err(), "{len}");
+        }
+        let mut lying = encoded.to_vec();
+        lying[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(PeerMessage::decode(Bytes::from(lying)).is_err());
         for message in [
             PeerMessage::Forward {
                 id: 7,

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{encode_frame, read_frame};
 use super::handshake::{connect, HandshakeError};
-use super::message::PeerMessage;
+use super::message::{PeerMessage, ShippedRecord};
 
 /// Why a forwarded request got no reply.
 #[derive(Debug, Clone, Error)]
@@ -61,14 +61,32 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// The largest frame accepted from a peer.
     pub max_frame: usize,
+    /// The local address outgoing connections come from (this node's listen
+    /// address), so that a peer sees which node connects; `None`: any.
+    pub bind_ip: Option<std::net::IpAddr>,
 }
 
 type ReplySender = oneshot::Sender<Result<Bytes, PeerError>>;
 
+/// What a request to a peer carries.
+enum Body {
+    Forward(Bytes),
+    Replicate(Vec<ShippedRecord>),
+}
+
 struct Outgoing {
     id: u64,
-    request: Bytes,
+    body: Body,
     reply: ReplySender,
+}
+
+/// Which of a peer's connections a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SlotKey {
+    /// One of the connections for forwarded requests.
+    Forward(usize),
+    /// The connection that carries replication.
+    Replication,
 }
 
 /// A queue into one connection's task.
@@ -79,7 +97,7 @@ struct Slot {
 /// The connections of this node to its peers.
 pub struct PeerPool {
     config: PoolConfig,
-    slots: Mutex<HashMap<(String, usize), Slot>>,
+    slots: Mutex<HashMap<(String, SlotKey), Slot>>,
     next_id: AtomicU64,
 }
 
@@ -91,6 +109,18 @@ pub struct ForwardCall {
 }
 
 impl ForwardCall {
+    /// A call that has already succeeded with an empty reply (a placeholder
+    /// in a queue of calls).
+    pub fn ready() -> ForwardCall {
+        let (sender, reply) = oneshot::channel();
+        let _ = sender.send(Ok(Bytes::new()));
+        ForwardCall {
+            peer: String::new(),
+            timeout: Duration::from_secs(1),
+            reply,
+        }
+    }
+
     /// The peer's reply bytes.
     pub async fn reply(self) -> Result<Bytes, PeerError> {
         match tokio::time::timeout(self.timeout, self.reply).await {
@@ -125,12 +155,39 @@ impl PeerPool {
     /// Queues `request` for `peer` on slot `slot` (any number; it is taken
     /// modulo the connections per peer) and returns the call to await.
     pub fn forward(&self, peer: &str, slot: usize, request: Bytes) -> ForwardCall {
+        let slot = SlotKey::Forward(slot % self.config.connections_per_peer.max(1));
+        self.send(
+            peer,
+            slot,
+            Body::Forward(request),
+            self.config.request_timeout,
+        )
+    }
+
+    /// Queues a batch of records for `peer` to apply, on the peer's
+    /// replication connection (so replication and forwarded requests never
+    /// wait for each other); the call resolves to the peer's reply (empty
+    /// when every record was applied durably).
+    pub fn replicate(
+        &self,
+        peer: &str,
+        records: Vec<ShippedRecord>,
+        timeout: Duration,
+    ) -> ForwardCall {
+        self.send(
+            peer,
+            SlotKey::Replication,
+            Body::Replicate(records),
+            timeout,
+        )
+    }
+
+    fn send(&self, peer: &str, slot: SlotKey, body: Body, timeout: Duration) -> ForwardCall {
         let (reply_tx, reply_rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = slot % self.config.connections_per_peer.max(1);
         let mut outgoing = Outgoing {
             id,
-            request,
+            body,
             reply: reply_tx,
         };
         let mut slots = self.slots.lock().expect("peer slots lock");
@@ -165,7 +222,7 @@ impl PeerPool {
         }
         ForwardCall {
             peer: peer.to_string(),
-            timeout: self.config.request_timeout,
+            timeout,
             reply: reply_rx,
         }
     }
@@ -240,9 +297,15 @@ async fn run_connection(
                 {
                     let mut waiting = in_flight.lock().expect("in-flight lock");
                     for outgoing in batch {
-                        let message = PeerMessage::Forward {
-                            id: outgoing.id,
-                            request: outgoing.request,
+                        let message = match outgoing.body {
+                            Body::Forward(request) => PeerMessage::Forward {
+                                id: outgoing.id,
+                                request,
+                            },
+                            Body::Replicate(records) => PeerMessage::Replicate {
+                                id: outgoing.id,
+                                records,
+                            },
                         };
                         encode_frame(&mut buffer, &message.encode());
                         waiting.insert(outgoing.id, outgoing.reply);
@@ -263,9 +326,31 @@ async fn run_connection(
 }
 
 async fn open(peer: &str, config: &PoolConfig) -> Result<TcpStream, String> {
-    let mut stream = TcpStream::connect(peer)
-        .await
-        .map_err(|err| format!("connect: {err}"))?;
+    let mut stream = match config.bind_ip {
+        None => TcpStream::connect(peer)
+            .await
+            .map_err(|err| format!("connect: {err}"))?,
+        Some(ip) => {
+            let target = tokio::net::lookup_host(peer)
+                .await
+                .map_err(|err| format!("resolve: {err}"))?
+                .find(|addr| addr.is_ipv4() == ip.is_ipv4())
+                .ok_or_else(|| format!("{peer} has no address of this node's family"))?;
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(|err| format!("socket: {err}"))?;
+            socket
+                .bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|err| format!("bind {ip}: {err}"))?;
+            socket
+                .connect(target)
+                .await
+                .map_err(|err| format!("connect: {err}"))?
+        }
+    };
     let _ = stream.set_nodelay(true);
     connect(&mut stream, &config.advertise, config.secret.as_deref())
         .await

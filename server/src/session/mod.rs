@@ -112,6 +112,9 @@ enum PendingReply {
         noreply: bool,
         /// What a `watch`er is told once the write is done.
         watch: Option<Box<admin::WatchNote>>,
+        /// With `--replica-ack one`: the key whose other replica must have
+        /// the write before it is answered.
+        ack_key: Option<Bytes>,
     },
     Literal(Bytes),
     /// A request forwarded to a peer; `raw` is run here if it falls back.
@@ -156,6 +159,18 @@ pub struct Session {
     pub output: BytesMut,
     /// The connection's file descriptor (`cfd=` of `watch` lines).
     pub client_fd: i32,
+}
+
+/// `--replica-ack one`: whether another replica of `key` acknowledged the
+/// change at `seq` within the timeout.
+async fn replica_has(cluster: Option<Arc<ClusterNode>>, key: &[u8], seq: u64) -> bool {
+    let Some(cluster) = cluster else {
+        return true;
+    };
+    let Some(timeout) = cluster.replica_ack else {
+        return true;
+    };
+    cluster.replicator.wait_for_replica(key, seq, timeout).await
 }
 
 /// Hands each session its peer connection slot.
@@ -560,12 +575,18 @@ impl Session {
         if self.pending.len() >= MAX_PENDING {
             self.resolve_pending().await;
         }
+        let ack_key = self
+            .cluster
+            .as_ref()
+            .filter(|cluster| cluster.replica_ack.is_some())
+            .and_then(|_| op.key().cloned());
         let write = self.store.enqueue(op).await;
         self.pending.push_back(PendingReply::Write {
             write,
             kind,
             noreply,
             watch,
+            ack_key,
         });
         if watching {
             self.resolve_pending().await;
@@ -694,8 +715,9 @@ impl Session {
                     kind,
                     noreply,
                     watch,
+                    ack_key,
                 } => {
-                    let outcome = write.outcome().await;
+                    let (outcome, seq) = write.outcome_and_seq().await;
                     count::count_outcome(&self.shared.counters, &kind, &outcome);
                     if let ReplyKind::GatValue { key, .. } = &kind {
                         let hit = matches!(outcome, Outcome::Fetched(_));
@@ -705,6 +727,18 @@ impl Session {
                         self.watch_after(*note, &outcome);
                     }
                     self.note_access(&kind, &outcome);
+                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
+                    {
+                        if !replica_has(self.cluster.clone(), &key, seq).await {
+                            if !noreply {
+                                Reply::server_error(
+                                    "no other replica acknowledged the write in time (it is committed on this node)",
+                                )
+                                .encode(&mut self.output);
+                            }
+                            continue;
+                        }
+                    }
                     if !noreply {
                         self.encode_outcome(kind, outcome);
                     }

@@ -374,6 +374,34 @@ impl StatsReport<'_> {
         );
         let gossip = cluster.membership.counters();
         stat(out, "gossip_rejected", gossip.rejected);
+        let reports = cluster.replicator.report();
+        for report in &reports {
+            let peer = &report.peer;
+            stat(out, &format!("peer:{peer}:lag_ms"), report.lag_ms);
+            stat(out, &format!("peer:{peer}:pending"), report.pending);
+            stat(out, &format!("peer:{peer}:hints"), report.hints);
+            stat(out, &format!("peer:{peer}:shipped"), report.shipped);
+            stat(out, &format!("peer:{peer}:transferred"), report.transferred);
+        }
+        let storage = self.store.stats();
+        stat(
+            out,
+            "replicated_in",
+            storage.applied.load(Ordering::Relaxed),
+        );
+        stat(
+            out,
+            "replicated_out",
+            reports
+                .iter()
+                .map(|r| r.shipped + r.transferred)
+                .sum::<u64>(),
+        );
+        stat(
+            out,
+            "hints_pending",
+            reports.iter().map(|r| r.hints).sum::<u64>(),
+        );
     }
 }
 

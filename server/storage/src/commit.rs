@@ -31,12 +31,17 @@ use crate::txn::{Batch, Counters, Txn};
 use crate::version::{HybridClock, NodeId};
 use crate::wal::Wal;
 
+/// What the pipeline answers an operation: its outcome and, if it changed
+/// anything, the change-stream sequence of its last change (what a caller
+/// waits for to know a replica has the write).
+pub type Answer = (Outcome, Option<u64>);
+
 /// An operation with its reply channel.
 pub struct Submission {
     /// The operation.
     pub op: Operation,
-    /// Where the outcome goes.
-    pub completer: Completer<Outcome>,
+    /// Where the answer goes.
+    pub completer: Completer<Answer>,
 }
 
 /// What the pipeline needs to know about the node's configuration.
@@ -159,13 +164,15 @@ impl CommitPipeline {
             for submission in submissions.drain(..) {
                 submission
                     .completer
-                    .complete(Outcome::Failed(refusal.clone()));
+                    .complete((Outcome::Failed(refusal.clone()), None));
             }
             return;
         }
         self.batch.clear();
         let now = self.wall.now_secs();
         let mut outcomes = Vec::with_capacity(submissions.len());
+        // How many changes the batch held after each operation.
+        let mut changes_after = Vec::with_capacity(submissions.len());
         for submission in submissions.iter() {
             let mut txn = Txn {
                 engine: &*self.engine,
@@ -177,25 +184,36 @@ impl CommitPipeline {
             };
             let outcome = ops::evaluate(&submission.op, &mut txn).unwrap_or_else(Outcome::Failed);
             outcomes.push(outcome);
+            changes_after.push(self.batch.changes.len());
         }
+        let mut first_seq = 0;
         if !self.batch.is_empty() {
-            if let Err(failure) = self.persist() {
-                self.failure = Some(failure.clone());
-                for submission in submissions.drain(..) {
-                    submission
-                        .completer
-                        .complete(Outcome::Failed(failure.clone()));
+            match self.persist() {
+                Ok(last_seq) => first_seq = last_seq + 1 - self.batch.changes.len() as u64,
+                Err(failure) => {
+                    self.failure = Some(failure.clone());
+                    for submission in submissions.drain(..) {
+                        submission
+                            .completer
+                            .complete((Outcome::Failed(failure.clone()), None));
+                    }
+                    return;
                 }
-                return;
             }
         }
         self.stats.record_batch(submissions.len());
-        for (submission, outcome) in submissions.drain(..).zip(outcomes) {
-            submission.completer.complete(outcome);
+        let mut changes_before = 0;
+        let answers = outcomes.into_iter().zip(changes_after);
+        for (submission, (outcome, changes)) in submissions.drain(..).zip(answers) {
+            let seq = (changes > changes_before).then(|| first_seq + changes as u64 - 1);
+            changes_before = changes;
+            submission.completer.complete((outcome, seq));
         }
     }
 
-    fn persist(&mut self) -> Result<(), WriteError> {
+    /// Logs, syncs, publishes and applies the batch; returns its last
+    /// sequence.
+    fn persist(&mut self) -> Result<u64, WriteError> {
         let batch = &self.batch;
         let entries = batch
             .changes
@@ -235,6 +253,6 @@ impl CommitPipeline {
             .expiring_writes
             .fetch_add(self.batch.expiring_writes, Ordering::Relaxed);
         self.flush.set(checkpoint.flush);
-        Ok(())
+        Ok(last_seq)
     }
 }

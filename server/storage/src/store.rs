@@ -15,7 +15,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::background::{Checkpointer, Reclaimer, StopSignal};
 use crate::clock::Clock;
-use crate::commit::{CommitPipeline, PipelineConfig, Submission};
+use crate::commit::{Answer, CommitPipeline, PipelineConfig, Submission};
 use crate::config::StoreConfig;
 use crate::datadir::{self, DataDirLock};
 use crate::engine::{Engine, SledEngine};
@@ -46,16 +46,22 @@ pub enum Lookup {
 
 /// A write handed to the commit pipeline; await [`PendingWrite::outcome`].
 pub struct PendingWrite {
-    completion: Completion<Outcome>,
+    completion: Completion<Answer>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PendingWrite {
     /// The pipeline's answer.
     pub async fn outcome(self) -> Outcome {
+        self.outcome_and_seq().await.0
+    }
+
+    /// The pipeline's answer and the change-stream sequence of the write's
+    /// last change, if it changed anything.
+    pub async fn outcome_and_seq(self) -> Answer {
         match self.completion.await {
-            Ok(outcome) => outcome,
-            Err(Abandoned) => Outcome::Failed(WriteError::ShuttingDown),
+            Ok(answer) => answer,
+            Err(Abandoned) => (Outcome::Failed(WriteError::ShuttingDown), None),
         }
     }
 }

@@ -86,6 +86,23 @@ pub enum Operation {
     },
 }
 
+impl Operation {
+    /// The key the operation writes, if it has one.
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            Operation::Store(op) => Some(&op.key),
+            Operation::Delete(op) => Some(&op.key),
+            Operation::Counter(op) => Some(&op.key),
+            Operation::Fetch(op) => Some(&op.key),
+            Operation::Remove { key }
+            | Operation::Apply { key, .. }
+            | Operation::Reclaim { key, .. }
+            | Operation::Purge { key, .. } => Some(key),
+            Operation::FlushAll { .. } => None,
+        }
+    }
+}
+
 /// What an operation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -165,6 +182,23 @@ pub struct FetchedItem {
     pub won: bool,
     /// The unix second of the evaluation.
     pub now: u64,
+}
+
+impl Outcome {
+    /// Whether the operation changed what its key holds as asked (stored,
+    /// deleted, counted, touched...), as opposed to a refusal or a failure.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Stored { .. }
+                | Outcome::Deleted
+                | Outcome::Invalidated { .. }
+                | Outcome::Counter(_)
+                | Outcome::Fetched(_)
+                | Outcome::Done
+                | Outcome::Applied
+        )
+    }
 }
 
 impl FetchedItem {

@@ -553,3 +553,34 @@ async fn counters_read_stored_values_like_strtoull() {
         }
     }
 }
+
+#[tokio::test]
+async fn each_write_learns_the_stream_sequence_of_its_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_secs(START));
+    let store = open(dir.path(), &clock);
+    let k = Bytes::from_static(b"k");
+    let first = store
+        .enqueue(store_op(StoreMode::Set, &k, 0, 0, b"one", START))
+        .await;
+    let second = store
+        .enqueue(store_op(StoreMode::Set, &k, 0, 0, b"two", START))
+        .await;
+    let unchanged = store
+        .enqueue(store_op(StoreMode::Add, &k, 0, 0, b"no", START))
+        .await;
+    let (_, first) = first.outcome_and_seq().await;
+    let (_, second) = second.outcome_and_seq().await;
+    let (outcome, none) = unchanged.outcome_and_seq().await;
+    assert_eq!(outcome, Outcome::NotStored);
+    assert_eq!(none, None, "a write that changed nothing has no sequence");
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(second, first + 1);
+    let mut reader = store.follow(first - 1);
+    let entry = reader.try_next().unwrap().unwrap();
+    assert_eq!(entry.seq, first);
+    let Change::Put { record, .. } = reader.try_next().unwrap().unwrap().change else {
+        panic!("not a put");
+    };
+    assert_eq!(Record::decode(b"k", &record).unwrap().value, "two");
+}

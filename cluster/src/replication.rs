@@ -1,0 +1,514 @@
+//! Asynchronous replication: every write reaches the key's whole replica
+//! set.
+//!
+//! A node ships what its own clients wrote. For every other member on the
+//! ring it runs one shipper, which follows the node's change stream from a
+//! durable cursor (`replica:<peer>`), picks the changes of keys the peer
+//! replicates that this node made for a client (not the ones it applied
+//! from others, nor housekeeping), and sends them in pipelined batches on
+//! the peer's replication connection. The peer applies each record only if
+//! newer (the storage layer's apply operation), durably, and acknowledges
+//! the batch; the shipper then moves its cursor. So:
+//!
+//! - after a restart of either side shipping resumes where the last
+//!   acknowledged position says (records sent again are applied as stale);
+//! - a peer that is down keeps its cursor: the log is retained for it (up to
+//!   `--wal-retention`), and the changes it missed are its hints, delivered
+//!   when it returns; after `--hint-window` without the peer the cursor is
+//!   dropped, and so is the log kept for it;
+//! - a peer with no cursor (new, or whose cursor fell behind retention, or
+//!   was dropped) first gets a range transfer: every record this node holds
+//!   for a key the peer replicates, tombstones included, streamed with
+//!   progress in the log; the stream then continues from where it was when
+//!   the transfer began;
+//! - one slow or dead peer only holds back its own shipper.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mcstore_storage::engine::Change;
+use mcstore_storage::wal::stream::StreamError;
+use mcstore_storage::wal::Origin;
+use mcstore_storage::Store;
+use tokio::sync::watch;
+
+use crate::membership::MemberState;
+use crate::peer::message::ShippedRecord;
+use crate::peer::{ForwardCall, PeerPool};
+use crate::topology::{Snapshot, Topology};
+
+/// How replication behaves.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// How long a peer may be away before its hints are given up (it then
+    /// gets a range transfer when it returns).
+    pub hint_window: Duration,
+    /// Records per batch at most.
+    pub batch_records: usize,
+    /// Bytes per batch at most (keys and records).
+    pub batch_bytes: usize,
+    /// Batches in flight per peer at most.
+    pub window: usize,
+    /// How long a batch may wait for its acknowledgement.
+    pub ack_timeout: Duration,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            hint_window: Duration::from_secs(3 * 3600),
+            batch_records: 512,
+            batch_bytes: 1 << 20,
+            window: 4,
+            ack_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a shipper reports about its peer (`stats cluster`).
+#[derive(Debug, Default)]
+pub struct PeerProgress {
+    /// The last change-stream sequence the peer acknowledged (or that held
+    /// nothing for it).
+    pub acked: AtomicU64,
+    /// Records the peer acknowledged.
+    pub shipped: AtomicU64,
+    /// Records sent by range transfers.
+    pub transferred: AtomicU64,
+    /// Range transfers begun.
+    pub transfers: AtomicU64,
+    /// Unix ms when the oldest change the peer has not acknowledged was
+    /// read, 0 when it has everything read so far.
+    pub oldest_unacked_ms: AtomicU64,
+}
+
+/// One peer's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    /// The peer.
+    pub peer: String,
+    /// Its state as this node sees it.
+    pub state: MemberState,
+    /// Log entries it has not acknowledged.
+    pub pending: u64,
+    /// Pending entries while it is not alive: hints held for it.
+    pub hints: u64,
+    /// How long the oldest unacknowledged change has waited, ms.
+    pub lag_ms: u64,
+    /// Records it acknowledged.
+    pub shipped: u64,
+    /// Records sent to it by range transfers.
+    pub transferred: u64,
+}
+
+/// The node's replication: one shipper per peer.
+pub struct Replicator {
+    store: Arc<Store>,
+    topology: Arc<Topology>,
+    peers: Arc<PeerPool>,
+    config: ReplicationConfig,
+    progress: Mutex<HashMap<String, Arc<PeerProgress>>>,
+    acked: watch::Sender<u64>,
+}
+
+fn cursor_name(peer: &str) -> String {
+    format!("replica:{peer}")
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Replicator {
+    /// Starts replication for this node: a shipper for every other member
+    /// on the ring, now and as members join.
+    pub fn start(
+        store: Arc<Store>,
+        topology: Arc<Topology>,
+        peers: Arc<PeerPool>,
+        config: ReplicationConfig,
+    ) -> Arc<Replicator> {
+        let replicator = Arc::new(Replicator {
+            store,
+            topology,
+            peers,
+            config,
+            progress: Mutex::new(HashMap::new()),
+            acked: watch::channel(0).0,
+        });
+        tokio::spawn(replicator.clone().supervise());
+        replicator
+    }
+
+    /// Starts a shipper for each peer that appears on the ring.
+    async fn supervise(self: Arc<Replicator>) {
+        let mut changes = self.topology.watch();
+        loop {
+            let snapshot = changes.borrow_and_update().clone();
+            for member in snapshot.ring_members() {
+                if member.is_self {
+                    continue;
+                }
+                let mut progress = self.progress.lock().expect("progress lock");
+                if progress.contains_key(&member.advertise) {
+                    continue;
+                }
+                let peer_progress = Arc::new(PeerProgress::default());
+                progress.insert(member.advertise.clone(), peer_progress.clone());
+                tokio::spawn(self.clone().ship(member.advertise.clone(), peer_progress));
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Every peer's figures.
+    pub fn report(&self) -> Vec<PeerReport> {
+        let snapshot = self.topology.snapshot();
+        let published = self.store.published_seq();
+        let now = unix_ms();
+        let progress = self.progress.lock().expect("progress lock");
+        let mut reports: Vec<PeerReport> = progress
+            .iter()
+            .map(|(peer, progress)| {
+                let state = snapshot.state_of(peer).unwrap_or(MemberState::Dead);
+                let pending = published.saturating_sub(progress.acked.load(Ordering::Relaxed));
+                let oldest = progress.oldest_unacked_ms.load(Ordering::Relaxed);
+                PeerReport {
+                    peer: peer.clone(),
+                    state,
+                    pending,
+                    hints: if state == MemberState::Alive {
+                        0
+                    } else {
+                        pending
+                    },
+                    lag_ms: if oldest == 0 {
+                        0
+                    } else {
+                        now.saturating_sub(oldest)
+                    },
+                    shipped: progress.shipped.load(Ordering::Relaxed),
+                    transferred: progress.transferred.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| a.peer.cmp(&b.peer));
+        reports
+    }
+
+    /// Waits until one other replica of `key` has acknowledged the change
+    /// at `seq` (the `--replica-ack one` promise), at most `timeout`.
+    /// Returns false on timeout, or when the key has no other replica.
+    pub async fn wait_for_replica(&self, key: &[u8], seq: u64, timeout: Duration) -> bool {
+        let snapshot = self.topology.snapshot();
+        let replicas: Vec<Arc<PeerProgress>> = {
+            let progress = self.progress.lock().expect("progress lock");
+            snapshot
+                .replicas(key)
+                .into_iter()
+                .filter(|m| !m.is_self)
+                .filter_map(|m| progress.get(&m.advertise).cloned())
+                .collect()
+        };
+        if replicas.is_empty() {
+            return false;
+        }
+        let mut acks = self.acked.subscribe();
+        let done = || {
+            replicas
+                .iter()
+                .any(|p| p.acked.load(Ordering::Relaxed) >= seq)
+        };
+        tokio::time::timeout(timeout, async {
+            while !done() {
+                if acks.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// The shipper of one peer; runs until the peer leaves.
+    async fn ship(self: Arc<Replicator>, peer: String, progress: Arc<PeerProgress>) {
+        let cursor = cursor_name(&peer);
+        let mut backoff = Duration::from_millis(100);
+        let mut away_since: Option<Instant> = None;
+        loop {
+            let state = self.topology.snapshot().state_of(&peer);
+            match state {
+                Some(MemberState::Left) | None => {
+                    // Off the ring: nothing to ship; its keys are others'.
+                    self.store.remove_cursor(&cursor);
+                    self.progress.lock().expect("progress lock").remove(&peer);
+                    tracing::info!(%peer, "stopped replicating to a member that left");
+                    return;
+                }
+                Some(MemberState::Dead) => {
+                    let since = *away_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.config.hint_window
+                        && self.store.cursors().iter().any(|(name, _)| name == &cursor)
+                    {
+                        tracing::warn!(%peer, "a peer was away longer than the hint window: its hints are dropped, it will get a range transfer when it returns");
+                        self.store.remove_cursor(&cursor);
+                    }
+                    self.wait_for_change().await;
+                    continue;
+                }
+                Some(MemberState::Alive | MemberState::Suspect) => away_since = None,
+            }
+            let result = self.ship_to(&peer, &cursor, &progress).await;
+            match result {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(reason) => {
+                    tracing::debug!(%peer, %reason, "replication paused");
+                    progress.oldest_unacked_ms.store(0, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn wait_for_change(&self) {
+        let mut changes = self.topology.watch();
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+    }
+
+    /// Ships to one peer until something fails or the peer's state changes
+    /// away from alive.
+    async fn ship_to(
+        &self,
+        peer: &str,
+        cursor: &str,
+        progress: &PeerProgress,
+    ) -> Result<(), String> {
+        let known = self
+            .store
+            .cursors()
+            .into_iter()
+            .find(|(name, _)| name == cursor)
+            .map(|(_, state)| state);
+        let needs_transfer = known.is_none_or(|state| state.fell_behind);
+        if needs_transfer {
+            // The stream continues from here once the transfer is done.
+            let start = self.store.published_seq();
+            match known {
+                None => {
+                    self.store
+                        .register_cursor(cursor)
+                        .map_err(|e| e.to_string())?;
+                    self.store
+                        .reset_cursor(cursor, start)
+                        .map_err(|e| e.to_string())?;
+                }
+                Some(_) => self
+                    .store
+                    .reset_cursor(cursor, start)
+                    .map_err(|e| e.to_string())?,
+            }
+            if let Err(reason) = self.transfer(peer, progress).await {
+                // Not complete: start over next time.
+                self.store.remove_cursor(cursor);
+                return Err(reason);
+            }
+            progress.acked.store(start, Ordering::Relaxed);
+        }
+        let mut reader = match self.store.follow_cursor(cursor) {
+            Ok(reader) => reader,
+            Err(StreamError::CursorFellBehind(_)) => {
+                tracing::warn!(%peer, "a peer's replication cursor fell behind log retention: it gets a range transfer");
+                return Ok(());
+            }
+            Err(err) => return Err(err.to_string()),
+        };
+        progress.acked.store(reader.position(), Ordering::Relaxed);
+        let mut in_flight: std::collections::VecDeque<(u64, usize, ForwardCall)> =
+            std::collections::VecDeque::new();
+        loop {
+            // Fill the window, then wait for the oldest batch's ack.
+            while in_flight.len() < self.config.window {
+                let batch = match self
+                    .next_batch(peer, &mut reader, in_flight.is_empty())
+                    .await
+                {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(StreamError::FellBehind { .. }) => {
+                        return Err("the change stream fell behind".into())
+                    }
+                    Err(err) => return Err(err.to_string()),
+                };
+                let (last_seq, records) = batch;
+                if records.is_empty() {
+                    if in_flight.is_empty() {
+                        self.acknowledge(cursor, progress, last_seq, 0);
+                    } else {
+                        // Nothing to send, but the position must wait for
+                        // the batches before it.
+                        in_flight.push_back((last_seq, 0, ForwardCall::ready()));
+                    }
+                    continue;
+                }
+                if progress.oldest_unacked_ms.load(Ordering::Relaxed) == 0 {
+                    progress
+                        .oldest_unacked_ms
+                        .store(unix_ms(), Ordering::Relaxed);
+                }
+                let count = records.len();
+                let call = self.peers.replicate(peer, records, self.config.ack_timeout);
+                in_flight.push_back((last_seq, count, call));
+            }
+            let Some((last_seq, count, call)) = in_flight.pop_front() else {
+                // Caught up and the peer is no longer alive: let the caller
+                // decide.
+                if !matches!(
+                    self.topology.snapshot().state_of(peer),
+                    Some(MemberState::Alive | MemberState::Suspect)
+                ) {
+                    return Ok(());
+                }
+                continue;
+            };
+            let reply = call.reply().await.map_err(|e| e.to_string())?;
+            if !reply.is_empty() {
+                return Err(format!(
+                    "the peer could not apply a batch: {}",
+                    String::from_utf8_lossy(&reply)
+                ));
+            }
+            self.acknowledge(cursor, progress, last_seq, count);
+            if in_flight.is_empty() {
+                progress.oldest_unacked_ms.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn acknowledge(&self, cursor: &str, progress: &PeerProgress, seq: u64, count: usize) {
+        let _ = self.store.advance_cursor(cursor, seq);
+        progress.acked.fetch_max(seq, Ordering::Relaxed);
+        progress.shipped.fetch_add(count as u64, Ordering::Relaxed);
+        self.acked.send_replace(seq);
+    }
+
+    /// The next batch for `peer`: the last sequence read and the records
+    /// among them the peer replicates. Waits for a change only if `wait`
+    /// (nothing in flight), and then at most a second, so that a state
+    /// change of the peer is noticed; `None` when nothing is ready.
+    async fn next_batch(
+        &self,
+        peer: &str,
+        reader: &mut mcstore_storage::wal::stream::ChangeReader,
+        wait: bool,
+    ) -> Result<Option<(u64, Vec<ShippedRecord>)>, StreamError> {
+        let first = match reader.try_next()? {
+            Some(entry) => entry,
+            None if wait => {
+                match tokio::time::timeout(Duration::from_secs(1), reader.next()).await {
+                    Ok(entry) => entry?,
+                    Err(_) => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        };
+        let snapshot = self.topology.snapshot();
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        let mut last_seq = first.seq;
+        let mut entry = Some(first);
+        while let Some(current) = entry.take() {
+            last_seq = current.seq;
+            if let Some(record) = shipped(&snapshot, peer, current.change, current.origin) {
+                bytes += record.key.len() + record.record.len();
+                records.push(record);
+            }
+            if records.len() >= self.config.batch_records || bytes >= self.config.batch_bytes {
+                break;
+            }
+            entry = reader.try_next()?;
+        }
+        Ok(Some((last_seq, records)))
+    }
+
+    /// A range transfer: every record this node holds for a key `peer`
+    /// replicates, in batches, each acknowledged before the next is sent.
+    async fn transfer(&self, peer: &str, progress: &PeerProgress) -> Result<(), String> {
+        progress.transfers.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut last_log = Instant::now();
+        let mut after: Option<Bytes> = None;
+        let mut sent = 0u64;
+        let mut scanned = 0u64;
+        loop {
+            let chunk = self
+                .store
+                .scan(after.as_deref(), self.config.batch_records)
+                .map_err(|e| e.to_string())?;
+            let Some((last_key, _)) = chunk.last() else {
+                break;
+            };
+            after = Some(last_key.clone());
+            let snapshot = self.topology.snapshot();
+            let full = chunk.len() == self.config.batch_records;
+            scanned += chunk.len() as u64;
+            let records: Vec<ShippedRecord> = chunk
+                .into_iter()
+                .filter(|(key, _)| snapshot.is_replica(key, peer))
+                .map(|(key, record)| ShippedRecord {
+                    record: Bytes::from(record.encode(&key)),
+                    key,
+                })
+                .collect();
+            if !records.is_empty() {
+                let count = records.len() as u64;
+                let reply = self
+                    .peers
+                    .replicate(peer, records, self.config.ack_timeout)
+                    .reply()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !reply.is_empty() {
+                    return Err(String::from_utf8_lossy(&reply).into_owned());
+                }
+                sent += count;
+                progress.transferred.fetch_add(count, Ordering::Relaxed);
+            }
+            if last_log.elapsed() > Duration::from_secs(5) {
+                last_log = Instant::now();
+                tracing::info!(%peer, scanned, sent, rate = (sent as f64 / started.elapsed().as_secs_f64()) as u64, "range transfer in progress");
+            }
+            if !full {
+                break;
+            }
+        }
+        if sent > 0 {
+            tracing::info!(%peer, scanned, sent, took_ms = started.elapsed().as_millis() as u64, "range transfer done");
+        }
+        Ok(())
+    }
+}
+
+/// The record a change ships to `peer`, if it is a client's write of a key
+/// the peer replicates.
+fn shipped(
+    snapshot: &Snapshot,
+    peer: &str,
+    change: Change,
+    origin: Origin,
+) -> Option<ShippedRecord> {
+    match (change, origin) {
+        (Change::Put { key, record }, Origin::Client) if snapshot.is_replica(&key, peer) => {
+            Some(ShippedRecord { key, record })
+        }
+        _ => None,
+    }
+}
