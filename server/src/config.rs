@@ -131,9 +131,9 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_CACHE_SIZE", default_value = "256m", value_parser = parse_size)]
     pub cache_size: usize,
 
-    /// Write-ahead log segment size (k, m, g suffixes; 64k to 4g).
+    /// Write-ahead log segment size (k, m, g suffixes; 4k to 4g).
     #[arg(long, env = "MCSTORE_WAL_SEGMENT_SIZE", default_value = "64m",
-          value_parser = sized(64 << 10, 4 << 30))]
+          value_parser = sized(4 << 10, 4 << 30))]
     pub wal_segment_size: usize,
 
     /// How often the engine is made durable and covered log segments dropped,
