@@ -25,34 +25,111 @@ pub enum Target {
     Peer(String),
 }
 
-/// A snapshot of the ring: the view it was built from and the ring itself.
+/// A member's status word while it is receiving its ranges: not on the
+/// routing ring yet, already on the future one.
+pub const STATUS_JOINING: &str = "joining";
+
+/// A member's status word while it hands its ranges over before it leaves:
+/// still on the routing ring, no longer on the future one.
+pub const STATUS_LEAVING: &str = "leaving";
+
+/// One ring: the members on it, in ring index order, and the ketama ring.
+#[derive(Debug, Default)]
+pub struct RingOf {
+    /// The ring's servers, in ring index order (advertised-address order).
+    pub members: Vec<Member>,
+    /// The ring; `None` when it has no member.
+    pub ring: Option<Ring>,
+}
+
+impl RingOf {
+    fn new(members: Vec<Member>) -> RingOf {
+        let ring = if members.is_empty() {
+            None
+        } else {
+            let view = MembershipView::from_members(members.iter().cloned());
+            match view.ring() {
+                Ok(ring) => Some(ring),
+                Err(err) => {
+                    tracing::warn!(cause = %err, "no ring can be built from the membership");
+                    None
+                }
+            }
+        };
+        RingOf { members, ring }
+    }
+
+    /// The key's replica set, at most `count` members.
+    pub fn replicas(&self, key: &[u8], count: usize) -> Vec<&Member> {
+        match &self.ring {
+            Some(ring) => ring
+                .replicas(key, count)
+                .into_iter()
+                .map(|index| &self.members[index])
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// A fingerprint of the ring (its members and weights): two nodes with
+    /// the same fingerprint place every key alike.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for member in &self.members {
+            for byte in member.advertise.bytes().chain(member.weight.to_le_bytes()) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+            hash ^= 0xff;
+        }
+        hash
+    }
+}
+
+/// A snapshot of the cluster as routing sees it: the membership view, the
+/// routing ring (members that joined and have not left, without those still
+/// joining or removed) and the future ring (members that will hold data
+/// once the joins and leaves under way are done: joining ones in, leaving
+/// and removed ones out).
 #[derive(Debug)]
 pub struct Snapshot {
     view: MembershipView,
-    /// The ring's servers, in ring index order (the view's ring members).
-    servers: Vec<Member>,
-    ring: Option<Ring>,
+    routing: RingOf,
+    future: RingOf,
     replication_factor: usize,
 }
 
 impl Snapshot {
-    /// The snapshot of a view.
+    /// The snapshot of a view, with the members an operator removed.
     pub fn new(view: MembershipView, replication_factor: usize) -> Snapshot {
-        let servers: Vec<Member> = view.ring_members().cloned().collect();
-        let ring = match view.ring() {
-            Ok(ring) => Some(ring),
-            Err(err) => {
-                // Before the first membership view arrives there is no member.
-                if !view.members().is_empty() {
-                    tracing::warn!(cause = %err, "no ring can be built from the membership");
-                }
-                None
-            }
-        };
+        Snapshot::with_removed(view, replication_factor, &[])
+    }
+
+    /// The snapshot of a view, leaving out the `removed` members.
+    pub fn with_removed(
+        view: MembershipView,
+        replication_factor: usize,
+        removed: &[String],
+    ) -> Snapshot {
+        let on_ring = |m: &&Member| m.state.on_ring() && !removed.contains(&m.advertise);
+        let routing = view
+            .members()
+            .iter()
+            .filter(on_ring)
+            .filter(|m| m.status != STATUS_JOINING)
+            .cloned()
+            .collect();
+        let future = view
+            .members()
+            .iter()
+            .filter(on_ring)
+            .filter(|m| m.status != STATUS_LEAVING)
+            .cloned()
+            .collect();
         Snapshot {
             view,
-            servers,
-            ring,
+            routing: RingOf::new(routing),
+            future: RingOf::new(future),
             replication_factor: replication_factor.max(1),
         }
     }
@@ -62,9 +139,24 @@ impl Snapshot {
         &self.view
     }
 
-    /// The members on the ring.
+    /// The members on the routing ring.
     pub fn ring_members(&self) -> &[Member] {
-        &self.servers
+        &self.routing.members
+    }
+
+    /// The routing ring.
+    pub fn routing(&self) -> &RingOf {
+        &self.routing
+    }
+
+    /// The future ring.
+    pub fn future(&self) -> &RingOf {
+        &self.future
+    }
+
+    /// Whether a join or a leave is under way (the rings differ).
+    pub fn changing(&self) -> bool {
+        self.routing.fingerprint() != self.future.fingerprint()
     }
 
     /// The replica set size.
@@ -72,17 +164,10 @@ impl Snapshot {
         self.replication_factor
     }
 
-    /// The key's replica set: its owner, then the next distinct members
-    /// clockwise, at most the replication factor.
+    /// The key's replica set on the routing ring: its owner, then the next
+    /// distinct members clockwise, at most the replication factor.
     pub fn replicas(&self, key: &[u8]) -> Vec<&Member> {
-        match &self.ring {
-            Some(ring) => ring
-                .replicas(key, self.replication_factor)
-                .into_iter()
-                .map(|index| &self.servers[index])
-                .collect(),
-            None => Vec::new(),
-        }
+        self.routing.replicas(key, self.replication_factor)
     }
 
     /// The state of the member advertised as `peer`, if it is known.
@@ -90,9 +175,19 @@ impl Snapshot {
         self.view.get(peer).map(|m| m.state)
     }
 
-    /// Whether `peer` holds a replica of the key.
+    /// Whether `peer` holds, or is to hold, a replica of the key: on the
+    /// routing ring or on the future one.
     pub fn is_replica(&self, key: &[u8], peer: &str) -> bool {
-        self.replicas(key).iter().any(|m| m.advertise == peer)
+        let count = self.replication_factor;
+        self.routing
+            .replicas(key, count)
+            .iter()
+            .any(|m| m.advertise == peer)
+            || self
+                .future
+                .replicas(key, count)
+                .iter()
+                .any(|m| m.advertise == peer)
     }
 
     /// Whether this node holds a replica of the key.
@@ -122,11 +217,13 @@ impl Snapshot {
     }
 }
 
-/// The node's current snapshot, replaced whenever the membership changes.
+/// The node's current snapshot, replaced whenever the membership (or the
+/// set of removed members) changes.
 pub struct Topology {
     current: RwLock<Arc<Snapshot>>,
     changes: watch::Sender<Arc<Snapshot>>,
     replication_factor: usize,
+    removed: RwLock<Vec<String>>,
 }
 
 impl Topology {
@@ -137,6 +234,7 @@ impl Topology {
             current: RwLock::new(snapshot.clone()),
             changes: watch::channel(snapshot).0,
             replication_factor,
+            removed: RwLock::new(Vec::new()),
         })
     }
 
@@ -152,9 +250,26 @@ impl Topology {
 
     /// Replaces the snapshot with one of `view`.
     pub fn update(&self, view: MembershipView) {
-        let snapshot = Arc::new(Snapshot::new(view, self.replication_factor));
+        let removed = self.removed.read().expect("removed lock").clone();
+        let snapshot = Arc::new(Snapshot::with_removed(
+            view,
+            self.replication_factor,
+            &removed,
+        ));
         *self.current.write().expect("topology lock") = snapshot.clone();
         self.changes.send_replace(snapshot);
+    }
+
+    /// The members an operator removed (off both rings for good).
+    pub fn removed(&self) -> Vec<String> {
+        self.removed.read().expect("removed lock").clone()
+    }
+
+    /// Sets the removed members and rebuilds the snapshot.
+    pub fn set_removed(&self, removed: Vec<String>) {
+        *self.removed.write().expect("removed lock") = removed;
+        let view = self.snapshot().view().clone();
+        self.update(view);
     }
 
     /// Follows a membership watch until it closes (spawn it).

@@ -105,7 +105,8 @@ pub async fn start(
             hint_window: config.hint_window,
             ..ReplicationConfig::default()
         },
-    );
+    )
+    .context("starting replication")?;
     tracing::info!(
         %advertise,
         generation,

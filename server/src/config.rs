@@ -231,6 +231,13 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_HINT_WINDOW", default_value = "3h", value_parser = parse_duration)]
     pub hint_window: Duration,
 
+    /// Require authentication: a file of `user:password` lines (memcached's
+    /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
+    /// clients with memcached's ascii authentication (a first `set` whose
+    /// data is `user password`). Without it, no authentication.
+    #[arg(long, env = "MCSTORE_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
+
     /// Print the man page (roff) generated from these flags, and exit.
     #[arg(long, hide = true)]
     pub generate_man: bool,

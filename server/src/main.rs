@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use mcstore_server::auth::{Auth, PasswordFile};
 use mcstore_server::config::Config;
 use mcstore_server::config_file::{self, LoadError};
 use mcstore_server::metrics::{self, NodeMetrics};
@@ -56,6 +57,17 @@ fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(err) => tracing::warn!(cause = %err, "could not raise the open-file limit"),
     }
+    let auth = match &config.sasl_password_file {
+        Some(path) => {
+            let passwords =
+                PasswordFile::load(path).with_context(|| format!("loading {}", path.display()))?;
+            tracing::info!(?passwords, "clients must authenticate");
+            Auth {
+                passwords: Some(Arc::new(passwords)),
+            }
+        }
+        None => Auth::default(),
+    };
     // Ports first: a port in use is reported before the data directory is
     // created or locked.
     let listen = config.listen_spec();
@@ -80,7 +92,10 @@ fn run(config: Config) -> anyhow::Result<()> {
             listen: local.to_string(),
             limits: config.limits(),
         });
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            auth,
+            ..Shared::default()
+        });
         if let Some(metrics_listener) = metrics_listener {
             let metrics_listener = tokio::net::TcpListener::from_std(metrics_listener)?;
             let metrics_addr = metrics_listener.local_addr()?;

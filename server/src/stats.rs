@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::access::AccessTable;
+use crate::auth::Auth;
 use crate::conns::Connections;
 use crate::detail::PrefixStats;
 use crate::watch::Watchers;
@@ -71,6 +72,10 @@ counters! {
     touch_misses,
     /// Storage commands refused as too large.
     store_too_large,
+    /// Authentication attempts (SASL and ascii).
+    auth_cmds,
+    /// Failed authentication attempts.
+    auth_errors,
     /// Bytes read from clients.
     bytes_read,
     /// Bytes written to clients.
@@ -84,7 +89,8 @@ counters! {
 }
 
 /// What every connection of the node shares: memcached's counters, the
-/// connection count and the meta protocol's access table. (The storage
+/// connection count, the meta protocol's access table and what clients
+/// must authenticate with. (The storage
 /// layer keeps its own figures: [`mcstore_storage::stats::StorageStats`].)
 #[derive(Debug)]
 pub struct Shared {
@@ -94,6 +100,8 @@ pub struct Shared {
     pub curr_connections: AtomicU64,
     /// Fetched / last-access information (in memory only).
     pub access: AccessTable,
+    /// `--sasl-password-file`: whether and how clients authenticate.
+    pub auth: Auth,
     /// Open connections and the listener (`stats conns`).
     pub conns: Connections,
     /// Per-prefix counts (`stats detail`).
@@ -115,6 +123,7 @@ impl Default for Shared {
             detail: PrefixStats::default(),
             watchers: Watchers::default(),
             slab_automove: AtomicU32::new(1),
+            auth: Auth::default(),
         }
     }
 }

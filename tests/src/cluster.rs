@@ -31,6 +31,21 @@ pub struct Cluster {
 /// the default bound.
 pub const FAST_DETECTION: &[&str] = &["--probe-interval", "200ms", "--suspect-timeout", "800ms"];
 
+/// A fresh data directory for node `index`, with a node id whose low 16
+/// bits (its cas slot) are `index + 1`: the nodes of a test cluster never
+/// share a slot, so their cas uniques never coincide (in production two
+/// random ids share one with a chance of about 1 in 65536 per pair, which
+/// only makes two keys' uniques equal: harmless, cas is per key).
+fn node_dir(index: usize) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("mcstore-e2e-")
+        .tempdir()
+        .expect("create a temporary data directory");
+    let id = (fastrand::u64(1..u64::MAX >> 16) << 16) | (index as u64 + 1);
+    std::fs::write(dir.path().join("NODE_ID"), format!("{id:016x}\n")).expect("write NODE_ID");
+    dir
+}
+
 /// `stats <group>` of a node as name -> value.
 pub fn stats(addr: SocketAddr, group: &str) -> Result<BTreeMap<String, String>, String> {
     let request = if group.is_empty() {
@@ -110,7 +125,8 @@ impl Cluster {
             let seed_list = seeds(index, &addrs).join(",");
             let mut node_args = vec!["--seeds", seed_list.as_str()];
             node_args.extend_from_slice(args);
-            let node = Mcstore::start_at(&addrs[index].to_string(), &node_args)?;
+            let node =
+                Mcstore::start_in_at(node_dir(index), &addrs[index].to_string(), &node_args)?;
             started[index] = Some(node);
         }
         Ok(Cluster {
@@ -165,7 +181,8 @@ impl Cluster {
                     advertised[i].as_str(),
                 ];
                 node_args.extend_from_slice(args);
-                Mcstore::start_at(&addrs[i].to_string(), &node_args).expect("start a node")
+                Mcstore::start_in_at(node_dir(i), &addrs[i].to_string(), &node_args)
+                    .expect("start a node")
             })
             .collect();
         let cluster = Cluster {

@@ -21,6 +21,7 @@
 //! - [`admin`]: `watch`, `slabs`, and what a `watch`er sees of each request.
 
 pub mod admin;
+pub mod binary;
 pub mod count;
 pub mod lower;
 pub mod render;

@@ -38,20 +38,32 @@ pub struct StatsReport<'a> {
     pub cluster: Option<&'a ClusterNode>,
 }
 
-fn stat(out: &mut BytesMut, name: &str, value: impl Display) {
-    Reply::Stat {
-        name: Bytes::copy_from_slice(name.as_bytes()),
-        value: Bytes::from(value.to_string()),
-    }
-    .encode(out);
+/// Statistics as names and values, in the order they are reported.
+pub type StatList = Vec<(String, String)>;
+
+fn stat(out: &mut StatList, name: &str, value: impl Display) {
+    out.push((name.to_string(), value.to_string()));
+}
+
+/// A group of statistics both protocols report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatGroup {
+    /// `stats`: memcached's general statistics.
+    General,
+    /// `stats settings`.
+    Settings,
+    /// `stats store`: mcstore's storage layer.
+    Store,
+    /// `stats cluster`: members, forwarding and replication.
+    Cluster,
 }
 
 impl StatsReport<'_> {
     /// Writes the reply to `stats [group]`.
     pub fn render(&self, stats: Stats, out: &mut BytesMut) {
-        match stats {
-            Stats::General => self.general(out),
-            Stats::Settings => self.settings(out),
+        let entries = match stats {
+            Stats::General => self.entries(StatGroup::General),
+            Stats::Settings => self.entries(StatGroup::Settings),
             Stats::Reset => {
                 self.shared.counters.reset();
                 self.shared.detail.clear();
@@ -75,23 +87,48 @@ impl StatsReport<'_> {
                 return;
             }
             Stats::Group(group) => match &group[..] {
-                b"store" => self.store(out),
-                b"cluster" => self.cluster(out),
-                b"slabs" => self.slabs(out),
-                b"items" => self.items(out),
-                b"conns" => self.conns(out),
+                b"store" => self.entries(StatGroup::Store),
+                b"cluster" => self.entries(StatGroup::Cluster),
+                b"slabs" => self.listed(Self::slabs),
+                b"items" => self.listed(Self::items),
+                b"conns" => self.listed(Self::conns),
                 // memcached without -T (track sizes) says the same.
-                b"sizes" => stat(out, "sizes_status", "disabled"),
+                b"sizes" => vec![("sizes_status".to_owned(), "disabled".to_owned())],
                 _ => {
                     Reply::Error.encode(out);
                     return;
                 }
             },
+        };
+        for (name, value) in entries {
+            Reply::Stat {
+                name: Bytes::from(name),
+                value: Bytes::from(value),
+            }
+            .encode(out);
         }
         Reply::End.encode(out);
     }
 
-    fn general(&self, out: &mut BytesMut) {
+    /// The statistics of one group, in order.
+    pub fn entries(&self, group: StatGroup) -> StatList {
+        let mut out = StatList::new();
+        match group {
+            StatGroup::General => self.general(&mut out),
+            StatGroup::Settings => self.settings(&mut out),
+            StatGroup::Store => self.store(&mut out),
+            StatGroup::Cluster => self.cluster(&mut out),
+        }
+        out
+    }
+
+    fn listed(&self, group: fn(&Self, &mut StatList)) -> StatList {
+        let mut out = StatList::new();
+        group(self, &mut out);
+        out
+    }
+
+    fn general(&self, out: &mut StatList) {
         let shared = self.shared;
         let storage = self.store.stats();
         let now = std::time::SystemTime::now()
@@ -141,7 +178,7 @@ impl StatsReport<'_> {
         );
     }
 
-    fn settings(&self, out: &mut BytesMut) {
+    fn settings(&self, out: &mut StatList) {
         let node = self.node;
         let config = self.store.config();
         // memcached's names first, in its order, for tools that read them.
@@ -167,6 +204,13 @@ impl StatsReport<'_> {
             },
         );
         stat(out, "cas_enabled", "yes");
+        let auth = if self.shared.auth.required() {
+            "yes"
+        } else {
+            "no"
+        };
+        stat(out, "auth_enabled_sasl", auth);
+        stat(out, "auth_enabled_ascii", auth);
         stat(out, "item_size_max", config.rules.max_item_size);
         stat(out, "slab_reassign", "no");
         stat(
@@ -199,9 +243,8 @@ impl StatsReport<'_> {
         stat(out, "max_clock_skew_ms", config.max_clock_skew.as_millis());
         stat(out, "max_pending_writes", config.max_pending_writes);
     }
-
     /// `stats slabs`: one class holding every item (see the module docs).
-    fn slabs(&self, out: &mut BytesMut) {
+    fn slabs(&self, out: &mut StatList) {
         let storage = self.store.stats();
         let items = storage.items.load(Ordering::Relaxed);
         let bytes = storage.bytes.load(Ordering::Relaxed);
@@ -238,7 +281,7 @@ impl StatsReport<'_> {
     }
 
     /// `stats items`: the one class's item figures (see the module docs).
-    fn items(&self, out: &mut BytesMut) {
+    fn items(&self, out: &mut StatList) {
         let storage = self.store.stats();
         let items = storage.items.load(Ordering::Relaxed);
         if items == 0 {
@@ -281,7 +324,7 @@ impl StatsReport<'_> {
     }
 
     /// `stats conns`: the listener and every connection, by descriptor.
-    fn conns(&self, out: &mut BytesMut) {
+    fn conns(&self, out: &mut StatList) {
         for conn in self.shared.conns.report() {
             let fd = conn.fd;
             stat(out, &format!("{fd}:addr"), &conn.addr);
@@ -297,7 +340,7 @@ impl StatsReport<'_> {
         }
     }
 
-    fn store(&self, out: &mut BytesMut) {
+    fn store(&self, out: &mut StatList) {
         let store = self.store;
         let stats = store.stats();
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -345,7 +388,7 @@ impl StatsReport<'_> {
     /// `stats cluster`: every member and its state (this node included),
     /// the replica set size, the ring, and what this node forwarded. A node
     /// without `--seeds` is a cluster of one.
-    fn cluster(&self, out: &mut BytesMut) {
+    fn cluster(&self, out: &mut StatList) {
         let Some(cluster) = self.cluster else {
             stat(out, &format!("node:{}", self.node.listen), "alive");
             stat(out, "replication_factor", 1);
