@@ -19,13 +19,13 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts mcstore on $work/data-$1 (sync mode $2); sets $pid, $port and
-# $start_ms (milliseconds from exec to the "listening" line).
+# $start_ms (milliseconds from exec to its "listening on" log event).
 start() {
     port=$(free_port)
     local t0=$(date +%s%N)
-    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" >"$work/out" 2>>"$work/log" &
+    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" >/dev/null 2>"$work/log" &
     pid=$!
-    until grep -q "listening on" "$work/out" 2>/dev/null; do
+    until grep -q " listening on addr=" "$work/log" 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || { echo "mcstore died:"; tail "$work/log"; exit 1; }
         sleep 0.01
     done
