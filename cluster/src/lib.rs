@@ -11,6 +11,8 @@
 //! - [`replication`]: shipping every client write to the key's other
 //!   replicas from the change stream, hinted handoff, range transfers.
 //! - [`transfers`]: durable progress of range transfers.
+//! - [`antientropy`]: digests of what two replicas share, compared on a
+//!   schedule, and the repair of what differs.
 //! - [`peer`]: node-to-node connections (handshake with the cluster secret,
 //!   checksummed frames, forwarded requests, a pipelined connection pool).
 //!
@@ -20,6 +22,7 @@
 //! does the I/O (`membership/driver.rs`).
 #![deny(missing_docs)]
 
+pub mod antientropy;
 pub mod membership;
 pub mod peer;
 pub mod replication;

@@ -36,7 +36,7 @@ use mcstore_storage::{Operation, Store};
 use tokio::sync::watch;
 
 use crate::membership::MemberState;
-use crate::peer::message::ShippedRecord;
+use crate::peer::message::{BatchKind, ShippedRecord};
 use crate::peer::{ForwardCall, PeerPool};
 use crate::topology::{Snapshot, Topology, STATUS_JOINING};
 use crate::transfers::{TransferProgress, Transfers};
@@ -603,7 +603,7 @@ impl Replicator {
                 let last = batch.last().map(|r| r.key.clone());
                 let reply = self
                     .peers
-                    .transfer(peer, batch, self.config.ack_timeout)
+                    .send_records(peer, batch, BatchKind::Transfer, self.config.ack_timeout)
                     .reply()
                     .await
                     .map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mcstore_cluster::antientropy::AntiEntropy;
 use mcstore_cluster::membership::Membership;
 use mcstore_cluster::peer::{ForwardCall, PeerPool};
 use mcstore_cluster::replication::Replicator;
@@ -29,6 +30,9 @@ pub struct ClusterCounters {
     pub transfer_keys_received: AtomicU64,
     /// Bytes (keys and records) received by range transfers.
     pub transfer_bytes_received: AtomicU64,
+    /// Records anti-entropy rounds of peers sent that this node kept
+    /// (newer than what it held, or what it lacked).
+    pub keys_repaired: AtomicU64,
 }
 
 /// This node in its cluster.
@@ -43,6 +47,8 @@ pub struct ClusterNode {
     pub peers: Arc<PeerPool>,
     /// Shipping writes to the other replicas.
     pub replicator: Arc<Replicator>,
+    /// Digests and repair rounds.
+    pub antientropy: Arc<AntiEntropy>,
     /// `--replica-ack one`: how long a write waits for another replica,
     /// if it does.
     pub replica_ack: Option<std::time::Duration>,
@@ -70,6 +76,7 @@ impl ClusterNode {
         topology: Arc<Topology>,
         peers: Arc<PeerPool>,
         replicator: Arc<Replicator>,
+        antientropy: Arc<AntiEntropy>,
         replica_ack: Option<std::time::Duration>,
         secret: Option<Vec<u8>>,
         replica_reads: bool,
@@ -81,6 +88,7 @@ impl ClusterNode {
             topology,
             peers,
             replicator,
+            antientropy,
             replica_ack,
             secret,
             replica_reads,

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use mcstore_cluster::antientropy::{AntiEntropy, RepairConfig};
 use mcstore_cluster::membership::{Membership, MembershipConfig, Timings};
 use mcstore_cluster::peer::{PeerPool, PoolConfig};
 use mcstore_cluster::replication::{ReplicationConfig, Replicator};
@@ -102,7 +103,7 @@ pub async fn start(
         bind_ip: (!local.ip().is_unspecified()).then_some(local.ip()),
     });
     let replicator = Replicator::start(
-        store,
+        store.clone(),
         topology.clone(),
         peers.clone(),
         ReplicationConfig {
@@ -112,6 +113,16 @@ pub async fn start(
         },
     )
     .context("starting replication")?;
+    let antientropy = AntiEntropy::start(
+        store.clone(),
+        topology.clone(),
+        peers.clone(),
+        RepairConfig {
+            interval: config.repair_interval,
+            rate: config.repair_rate as u64,
+            timeout: config.peer_timeout.max(std::time::Duration::from_secs(10)),
+        },
+    );
     tracing::info!(
         %advertise,
         generation,
@@ -126,6 +137,7 @@ pub async fn start(
         topology,
         peers,
         replicator,
+        antientropy,
         (config.replica_ack == "one").then_some(config.replica_ack_timeout),
         secret,
         config.replica_reads,

@@ -238,6 +238,16 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_TRANSFER_RATE", default_value = "32m", value_parser = parse_size)]
     pub transfer_rate: usize,
 
+    /// How often this node compares digests of what it shares with each
+    /// peer and sends it what differs (anti-entropy); 0: never.
+    #[arg(long, env = "MCSTORE_REPAIR_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub repair_interval: Duration,
+
+    /// The most an anti-entropy round sends per second to one peer, in
+    /// bytes (k, m, g suffixes); 0: no limit.
+    #[arg(long, env = "MCSTORE_REPAIR_RATE", default_value = "4m", value_parser = parse_size)]
+    pub repair_rate: usize,
+
     /// Require authentication: a file of `user:password` lines (memcached's
     /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
     /// clients with memcached's ascii authentication (a first `set` whose

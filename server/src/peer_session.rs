@@ -23,7 +23,8 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use mcstore_cluster::peer::message::ShippedRecord;
+use mcstore_cluster::peer::message::{BatchKind, ShippedRecord};
+use mcstore_cluster::replication::batch_size;
 use mcstore_storage::ops::Outcome;
 use mcstore_storage::{Operation, Record, Store};
 
@@ -81,26 +82,22 @@ pub async fn serve(
                     .fetch_add(1, Ordering::Relaxed);
                 run(&mut session, id, request, &limits).await;
             }
-            Ok(PeerMessage::Replicate {
-                id,
-                records,
-                transfer,
-            }) => {
-                // Applied durably before the acknowledgement goes back;
-                // replies to earlier forwarded requests go first.
+            Ok(message @ (PeerMessage::Replicate { .. } | PeerMessage::Digest { .. })) => {
+                // Answered before the next message is read: applied durably
+                // (records) or compared (digests); replies to earlier
+                // forwarded requests go first.
                 session.resolve_pending().await;
-                let count = records.len() as u64;
-                let bytes = mcstore_cluster::replication::batch_size(&records);
-                let answer = apply(&store, records).await;
-                if transfer && answer.is_empty() {
-                    let counters = &cluster.counters;
-                    counters
-                        .transfer_keys_received
-                        .fetch_add(count, Ordering::Relaxed);
-                    counters
-                        .transfer_bytes_received
-                        .fetch_add(bytes as u64, Ordering::Relaxed);
-                }
+                let (id, answer) = match message {
+                    PeerMessage::Replicate { id, records, kind } => {
+                        (id, receive(&store, &cluster, records, kind).await)
+                    }
+                    PeerMessage::Digest {
+                        id,
+                        placement,
+                        buckets,
+                    } => (id, cluster.antientropy.compare(&peer, placement, &buckets)),
+                    _ => unreachable!("matched above"),
+                };
                 out.clear();
                 for (id, reply) in session.take_marked() {
                     encode_frame(&mut out, &PeerMessage::Reply { id, reply }.encode());
@@ -129,18 +126,48 @@ pub async fn serve(
     }
 }
 
+/// Applies a batch of records and counts it by kind: what a range transfer
+/// brought (a join's progress) and what a repair round made newer.
+async fn receive(
+    store: &Store,
+    cluster: &ClusterNode,
+    records: Vec<ShippedRecord>,
+    kind: BatchKind,
+) -> Bytes {
+    let count = records.len() as u64;
+    let bytes = batch_size(&records) as u64;
+    let (answer, applied) = apply(store, records).await;
+    let counters = &cluster.counters;
+    match kind {
+        BatchKind::Transfer if answer.is_empty() => {
+            counters
+                .transfer_keys_received
+                .fetch_add(count, Ordering::Relaxed);
+            counters
+                .transfer_bytes_received
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        BatchKind::Repair => {
+            counters.keys_repaired.fetch_add(applied, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    answer
+}
+
 /// Applies replicated records, each only if newer, through the commit
 /// pipeline (pipelined: they share group commits), and answers once all are
-/// durable: empty, or what went wrong. A record that fails its checksum is
-/// refused (and the batch with it), never stored.
-async fn apply(store: &Store, records: Vec<ShippedRecord>) -> Bytes {
+/// durable: empty, or what went wrong; with the number of records kept. A
+/// record that fails its checksum is refused (and the batch with it), never
+/// stored.
+async fn apply(store: &Store, records: Vec<ShippedRecord>) -> (Bytes, u64) {
     let mut pending = Vec::with_capacity(records.len());
     for shipped in records {
         let record = match Record::decode(&shipped.key, &shipped.record) {
             Ok(record) => record,
             Err(err) => {
                 tracing::warn!(cause = %err, "a peer shipped a corrupt record");
-                return Bytes::from(format!("corrupt record: {err}"));
+                return (Bytes::from(format!("corrupt record: {err}")), 0);
             }
         };
         pending.push(
@@ -153,9 +180,11 @@ async fn apply(store: &Store, records: Vec<ShippedRecord>) -> Bytes {
         );
     }
     let mut failure = None;
+    let mut applied = 0;
     for write in pending {
         match write.outcome().await {
-            Outcome::Applied | Outcome::Stale => {}
+            Outcome::Applied => applied += 1,
+            Outcome::Stale => {}
             // A refused clock is counted by the store; the rest of the
             // batch still applies.
             Outcome::Failed(mcstore_storage::WriteError::ClockSkew(_)) => {}
@@ -163,10 +192,11 @@ async fn apply(store: &Store, records: Vec<ShippedRecord>) -> Bytes {
             other => failure = Some(format!("unexpected outcome {other:?}")),
         }
     }
-    match failure {
+    let answer = match failure {
         None => Bytes::new(),
         Some(reason) => Bytes::from(reason),
-    }
+    };
+    (answer, applied)
 }
 
 /// Runs one forwarded request and marks the end of its reply.

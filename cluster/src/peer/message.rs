@@ -5,7 +5,13 @@
 //! reply     = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing)
 //! replicate = 3 | id:u64 | count:u32 | count * (key len:u32 | key | record len:u32 | record)
 //! transfer  = 4 | id:u64 | (as replicate)  (records of a range transfer)
+//! digest    = 5 | id:u64 | placement:u64 | count:u32 | count * digest:u64
+//! repair    = 6 | id:u64 | (as replicate)  (records an anti-entropy round found missing)
 //! ```
+//!
+//! A `digest` carries the sender's digests of the keys it and the receiver
+//! both replicate (see [`crate::antientropy`]); the reply lists the buckets
+//! that differ.
 //!
 //! A `replicate` carries stored records (the storage layer's encoding, with
 //! its crc32 over the key) for the receiver to apply if newer; its reply is
@@ -22,6 +28,31 @@ const FORWARD: u8 = 1;
 const REPLY: u8 = 2;
 const REPLICATE: u8 = 3;
 const TRANSFER: u8 = 4;
+const DIGEST: u8 = 5;
+const REPAIR: u8 = 6;
+
+/// Why a batch of records is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BatchKind {
+    /// Changes from the change stream (replication, hints).
+    Stream,
+    /// A range transfer (counted apart by the receiver: it is how a
+    /// joining node sees its progress).
+    Transfer,
+    /// Records an anti-entropy round found the receiver may lack (it
+    /// counts the ones it keeps as repaired).
+    Repair,
+}
+
+impl BatchKind {
+    fn wire(self) -> u8 {
+        match self {
+            BatchKind::Stream => REPLICATE,
+            BatchKind::Transfer => TRANSFER,
+            BatchKind::Repair => REPAIR,
+        }
+    }
+}
 
 /// A stored record shipped to a replica: its key and encoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +87,18 @@ pub enum PeerMessage {
         id: u64,
         /// The records.
         records: Vec<ShippedRecord>,
-        /// Part of a range transfer (counted apart by the receiver: it is
-        /// how a joining node sees its progress), not of the change stream.
-        transfer: bool,
+        /// Why they are sent.
+        kind: BatchKind,
+    },
+    /// The sender's digests of what it and the receiver both hold, for an
+    /// anti-entropy round.
+    Digest {
+        /// Matches the reply.
+        id: u64,
+        /// The placement the digests are for (both sides must agree).
+        placement: u64,
+        /// One digest per bucket.
+        buckets: Vec<u64>,
     },
 }
 
@@ -80,17 +120,28 @@ impl PeerMessage {
         let (kind, id, body) = match self {
             PeerMessage::Forward { id, request } => (FORWARD, *id, request),
             PeerMessage::Reply { id, reply } => (REPLY, *id, reply),
-            PeerMessage::Replicate {
+            PeerMessage::Digest {
                 id,
-                records,
-                transfer,
+                placement,
+                buckets,
             } => {
+                let mut out = BytesMut::with_capacity(21 + 8 * buckets.len());
+                out.put_u8(DIGEST);
+                out.put_u64_le(*id);
+                out.put_u64_le(*placement);
+                out.put_u32_le(buckets.len() as u32);
+                for digest in buckets {
+                    out.put_u64_le(*digest);
+                }
+                return out.freeze();
+            }
+            PeerMessage::Replicate { id, records, kind } => {
                 let size: usize = records
                     .iter()
                     .map(|r| 8 + r.key.len() + r.record.len())
                     .sum();
                 let mut out = BytesMut::with_capacity(13 + size);
-                out.put_u8(if *transfer { TRANSFER } else { REPLICATE });
+                out.put_u8(kind.wire());
                 out.put_u64_le(*id);
                 out.put_u32_le(records.len() as u32);
                 for record in records {
@@ -119,16 +170,42 @@ impl PeerMessage {
         match payload[0] {
             FORWARD => Ok(PeerMessage::Forward { id, request: body }),
             REPLY => Ok(PeerMessage::Reply { id, reply: body }),
-            kind @ (REPLICATE | TRANSFER) => decode_records(&body)
+            kind @ (REPLICATE | TRANSFER | REPAIR) => decode_records(&body)
                 .map(|records| PeerMessage::Replicate {
                     id,
                     records,
-                    transfer: kind == TRANSFER,
+                    kind: match kind {
+                        REPLICATE => BatchKind::Stream,
+                        TRANSFER => BatchKind::Transfer,
+                        _ => BatchKind::Repair,
+                    },
+                })
+                .ok_or(MessageError::Truncated(payload.len())),
+            DIGEST => decode_digests(&body)
+                .map(|(placement, buckets)| PeerMessage::Digest {
+                    id,
+                    placement,
+                    buckets,
                 })
                 .ok_or(MessageError::Truncated(payload.len())),
             other => Err(MessageError::UnknownType(other)),
         }
     }
+}
+
+/// Reads a digest body; `None` if the count does not match the length.
+fn decode_digests(body: &Bytes) -> Option<(u64, Vec<u64>)> {
+    let placement = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
+    let count = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?) as usize;
+    let rest = body.get(12..)?;
+    if rest.len() != count.checked_mul(8)? {
+        return None;
+    }
+    let buckets = rest
+        .chunks_exact(8)
+        .map(|digest| u64::from_le_bytes(digest.try_into().expect("8 bytes")))
+        .collect();
+    Some((placement, buckets))
 }
 
 /// Reads a replicate body; `None` if the counts and lengths do not add up.
@@ -171,7 +248,7 @@ mod tests {
     fn messages_round_trip_and_garbage_is_an_error() {
         let replicate = PeerMessage::Replicate {
             id: 3,
-            transfer: false,
+            kind: BatchKind::Stream,
             records: vec![
                 ShippedRecord {
                     key: Bytes::from_static(b"k1"),
@@ -196,7 +273,17 @@ mod tests {
             PeerMessage::Replicate {
                 id: 4,
                 records: Vec::new(),
-                transfer: true,
+                kind: BatchKind::Transfer,
+            },
+            PeerMessage::Replicate {
+                id: 5,
+                records: Vec::new(),
+                kind: BatchKind::Repair,
+            },
+            PeerMessage::Digest {
+                id: 6,
+                placement: 77,
+                buckets: vec![1, u64::MAX, 0],
             },
             PeerMessage::Forward {
                 id: 7,

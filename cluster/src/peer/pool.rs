@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{encode_frame, read_frame};
 use super::handshake::{connect, HandshakeError};
-use super::message::{PeerMessage, ShippedRecord};
+use super::message::{BatchKind, PeerMessage, ShippedRecord};
 
 /// Why a forwarded request got no reply.
 #[derive(Debug, Clone, Error)]
@@ -71,7 +71,8 @@ type ReplySender = oneshot::Sender<Result<Bytes, PeerError>>;
 /// What a request to a peer carries.
 enum Body {
     Forward(Bytes),
-    Replicate(Vec<ShippedRecord>, bool),
+    Replicate(Vec<ShippedRecord>, BatchKind),
+    Digest(u64, Vec<u64>),
 }
 
 struct Outgoing {
@@ -177,22 +178,41 @@ impl PeerPool {
         self.send(
             peer,
             SlotKey::Replication,
-            Body::Replicate(records, false),
+            Body::Replicate(records, BatchKind::Stream),
             timeout,
         )
     }
 
-    /// As [`PeerPool::replicate`], for a batch of a range transfer.
-    pub fn transfer(
+    /// As [`PeerPool::replicate`], for a batch sent for another reason
+    /// (a range transfer, a repair).
+    pub fn send_records(
         &self,
         peer: &str,
         records: Vec<ShippedRecord>,
+        kind: BatchKind,
         timeout: Duration,
     ) -> ForwardCall {
         self.send(
             peer,
             SlotKey::Replication,
-            Body::Replicate(records, true),
+            Body::Replicate(records, kind),
+            timeout,
+        )
+    }
+
+    /// Sends this node's digests for an anti-entropy round; the reply lists
+    /// the buckets that differ (see [`crate::antientropy`]).
+    pub fn digest(
+        &self,
+        peer: &str,
+        placement: u64,
+        buckets: Vec<u64>,
+        timeout: Duration,
+    ) -> ForwardCall {
+        self.send(
+            peer,
+            SlotKey::Replication,
+            Body::Digest(placement, buckets),
             timeout,
         )
     }
@@ -317,10 +337,15 @@ async fn run_connection(
                                 id: outgoing.id,
                                 request,
                             },
-                            Body::Replicate(records, transfer) => PeerMessage::Replicate {
+                            Body::Digest(placement, buckets) => PeerMessage::Digest {
+                                id: outgoing.id,
+                                placement,
+                                buckets,
+                            },
+                            Body::Replicate(records, kind) => PeerMessage::Replicate {
                                 id: outgoing.id,
                                 records,
-                                transfer,
+                                kind,
                             },
                         };
                         encode_frame(&mut buffer, &message.encode());

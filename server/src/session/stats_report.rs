@@ -482,6 +482,24 @@ impl StatsReport<'_> {
             "hints_pending",
             reports.iter().map(|r| r.hints).sum::<u64>(),
         );
+        let repairs = cluster.antientropy.report();
+        for repair in &repairs {
+            let peer = &repair.peer;
+            stat(out, &format!("peer:{peer}:last_repair"), repair.last_repair);
+            stat(
+                out,
+                &format!("peer:{peer}:repair_differing"),
+                repair.differing,
+            );
+            stat(out, &format!("peer:{peer}:repair_rounds"), repair.rounds);
+        }
+        stat(out, "digests_ready", u8::from(cluster.antientropy.ready()));
+        stat(out, "keys_repaired", load(&counters.keys_repaired));
+        stat(
+            out,
+            "repair_keys_sent",
+            repairs.iter().map(|r| r.sent).sum::<u64>(),
+        );
     }
 }
 

@@ -47,6 +47,9 @@ pub struct StorageStats {
     pub bytes: AtomicU64,
     /// Tombstones stored (published after each commit).
     pub tombstones: AtomicU64,
+    /// The last change-stream sequence the engine holds (published after
+    /// each commit; the stream's published sequence may be ahead of it).
+    pub applied_seq: AtomicU64,
 }
 
 impl Default for StorageStats {
@@ -68,6 +71,7 @@ impl Default for StorageStats {
             expiring_writes: AtomicU64::new(0),
             corrupt_records: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            applied_seq: AtomicU64::new(0),
             applied_stale: AtomicU64::new(0),
             clock_skew_refused: AtomicU64::new(0),
             items: AtomicU64::new(0),
@@ -140,6 +144,8 @@ impl StorageStats {
         self.bytes.store(checkpoint.bytes, Ordering::Relaxed);
         self.tombstones
             .store(checkpoint.tombstones, Ordering::Relaxed);
+        self.applied_seq
+            .store(checkpoint.applied_seq, Ordering::Release);
     }
 }
 

@@ -351,6 +351,15 @@ impl Store {
         *self.published.borrow()
     }
 
+    /// The last change-stream sequence the engine holds: every change up to
+    /// it is visible to reads and scans (the published sequence may be
+    /// ahead, for changes logged but not yet applied).
+    pub fn applied_seq(&self) -> u64 {
+        self.stats
+            .applied_seq
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// A reader of the change stream from after `after_seq`.
     pub fn follow(&self, after_seq: u64) -> ChangeReader {
         ChangeReader::new(self.segments.clone(), self.published.clone(), after_seq)
