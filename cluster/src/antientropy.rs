@@ -55,8 +55,8 @@ const SCAN_CHUNK: usize = 256;
 /// How anti-entropy behaves.
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
-    /// Time between two rounds with one peer; zero: no rounds (the digests
-    /// are still kept).
+    /// Time between two rounds with one peer; zero: no anti-entropy (no
+    /// rounds, no digests kept).
     pub interval: Duration,
     /// Bytes per second sent to one peer at most by a round; 0: no limit.
     pub rate: u64,
@@ -147,11 +147,14 @@ impl Digests {
         let bucket = bucket_of(hash);
         let digest = entry_hash(hash, version);
         for member in replicas.iter().filter(|m| !m.is_self) {
-            let buckets = self
-                .peers
-                .entry(member.advertise.clone())
-                .or_insert_with(|| vec![0; BUCKETS]);
-            buckets[bucket] ^= digest;
+            match self.peers.get_mut(&member.advertise) {
+                Some(buckets) => buckets[bucket] ^= digest,
+                None => {
+                    let mut buckets = vec![0; BUCKETS];
+                    buckets[bucket] = digest;
+                    self.peers.insert(member.advertise.clone(), buckets);
+                }
+            }
         }
     }
 }
@@ -227,7 +230,9 @@ fn unix_secs() -> u64 {
 }
 
 impl AntiEntropy {
-    /// Starts keeping digests and, unless the interval is zero, rounds.
+    /// Starts keeping digests and running rounds, unless the interval is
+    /// zero: then nothing runs, and the digests' cursor, if an earlier run
+    /// left one, is removed so that it holds no log back.
     pub fn start(
         store: Arc<Store>,
         topology: Arc<Topology>,
@@ -242,8 +247,10 @@ impl AntiEntropy {
             digests: Mutex::new(Digests::default()),
             progress: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(anti_entropy.clone().maintain());
-        if !anti_entropy.config.interval.is_zero() {
+        if anti_entropy.config.interval.is_zero() {
+            anti_entropy.store.remove_cursor(CURSOR);
+        } else {
+            tokio::spawn(anti_entropy.clone().maintain());
             tokio::spawn(anti_entropy.clone().rounds());
         }
         anti_entropy

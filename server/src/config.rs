@@ -235,17 +235,18 @@ pub struct Config {
     /// leave, a removed member's ranges, a returning replica), in bytes per
     /// peer (k, m, g suffixes); 0: no limit. Keeps a join from crowding out
     /// the foreground load.
-    #[arg(long, env = "MCSTORE_TRANSFER_RATE", default_value = "32m", value_parser = parse_size)]
+    #[arg(long, env = "MCSTORE_TRANSFER_RATE", default_value = "32m", value_parser = parse_rate)]
     pub transfer_rate: usize,
 
     /// How often this node compares digests of what it shares with each
-    /// peer and sends it what differs (anti-entropy); 0: never.
+    /// peer and sends it what differs (anti-entropy); 0: no anti-entropy
+    /// (no digests are kept either).
     #[arg(long, env = "MCSTORE_REPAIR_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub repair_interval: Duration,
 
     /// The most an anti-entropy round sends per second to one peer, in
     /// bytes (k, m, g suffixes); 0: no limit.
-    #[arg(long, env = "MCSTORE_REPAIR_RATE", default_value = "4m", value_parser = parse_size)]
+    #[arg(long, env = "MCSTORE_REPAIR_RATE", default_value = "4m", value_parser = parse_rate)]
     pub repair_rate: usize,
 
     /// Require authentication: a file of `user:password` lines (memcached's
@@ -355,6 +356,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses `1048576`, `512k`, `1m`, `2g`.
 fn parse_size(text: &str) -> Result<usize, String> {
+    parse_rate(text)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{text}` is not a size (examples: 1048576, 512k, 1m)"))
+}
+
+/// A byte rate as `parse_size` reads a size, where `0` (no limit) is valid.
+fn parse_rate(text: &str) -> Result<usize, String> {
     let lower = text.trim().to_ascii_lowercase();
     let (digits, multiplier) = match lower.chars().last() {
         Some('k') => (&lower[..lower.len() - 1], 1usize << 10),
@@ -366,8 +375,7 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{text}` is not a size (examples: 1048576, 512k, 1m)"))
+        .ok_or_else(|| format!("`{text}` is not a byte rate (examples: 0, 1048576, 512k, 32m)"))
 }
 
 impl Config {
@@ -430,6 +438,9 @@ mod tests {
         assert_eq!(parse_size("512K"), Ok(512 << 10));
         assert!(parse_size("0").is_err());
         assert!(parse_size("lots").is_err());
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("32m"), Ok(32 << 20));
+        assert!(parse_rate("-1").is_err());
     }
 
     #[test]
