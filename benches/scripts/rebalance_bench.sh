@@ -8,6 +8,9 @@
 #
 #   bash benches/scripts/rebalance_bench.sh [runs=3] [seconds=5] [keys=200000]
 #
+# MCSTORE_FLAGS: more flags for every node; ONLY=digests|join|foreground runs
+# one section.
+#
 # Needs release builds of mcstore and mcstore-bench
 # (cargo build --release -p mcstore-server -p mcstore-bench). All nodes and
 # the load generator share the machine's cores: compare the ratios.
@@ -51,7 +54,7 @@ servers() { printf '127.0.0.1:%s,' "$@" | sed 's/,$//'; }
 start_node() {
     local i=$1 seeds=$2; shift 2
     "$bin" --listen "127.0.0.1:${ports[$i]}" --data-dir "$work/node$i" --seeds "$seeds" \
-        --replication-factor 2 "$@" >"$work/node$i.log" 2>&1 &
+        --replication-factor 2 ${MCSTORE_FLAGS:-} "$@" >"$work/node$i.log" 2>&1 &
     node_pids[$i]=$!; pids+=($!)
 }
 # start_cluster N [flags...]: N nodes seeded with each other, waits until all are alive
@@ -71,6 +74,8 @@ stop_cluster() { for p in "${node_pids[@]}"; do kill -9 "$p" 2>/dev/null || true
 # state_of port member: the member's state as the node sees it
 state_of() { stat_of "$1" cluster "node:127.0.0.1:$2"; }
 
+only=${ONLY:-all}
+if [ "$only" = all ] || [ "$only" = digests ]; then
 echo "== digests: 3 nodes, RF=2, sets through ketama to the owners, 32 connections, --repair-interval 10m (digests kept) vs 0 (none)"
 declare -a with_ops without_ops
 for run in $(seq "$runs"); do
@@ -89,6 +94,7 @@ echo "| --- | --- |"
 echo "| digests kept (default) | $w |"
 echo "| off (--repair-interval 0) | $wo |"
 echo "with / without: $(awk -v a="$w" -v b="$wo" 'BEGIN {printf "%.2f", a / b}')"
+fi
 
 # join_run transfer_rate load(yes|no): prefills, starts a fourth node, prints
 # "join_ms keys bytes p99_us errors misses"
@@ -133,6 +139,7 @@ join_run() {
     echo "$took $got $bytes $p99 $errors $misses"
 }
 
+if [ "$only" = all ] || [ "$only" = join ]; then
 echo
 echo "== join: a fourth node joins 3 nodes (RF=2) holding $keys keys of 100 bytes"
 for rate in 0 32m; do
@@ -147,7 +154,9 @@ for rate in 0 32m; do
     done
     echo "--transfer-rate $rate: join $(median "${took_ms[@]}") ms, $(median "${kps[@]}") keys/s, $(median "${mbps[@]}") MB/s received (medians of $runs; start to alive, process start included)"
 done
+fi
 
+if [ "$only" = all ] || [ "$only" = foreground ]; then
 echo
 echo "== foreground: 90% get / 10% set at 5000 ops/s open loop through the first three nodes, during a join (default --transfer-rate) vs a run without one"
 declare -a quiet_p99 join_p99 join_errors join_misses
@@ -165,3 +174,4 @@ echo "| load | p99 µs (median of $runs) | errors | misses |"
 echo "| --- | --- | --- | --- |"
 echo "| no join | $(median "${quiet_p99[@]}") | | |"
 echo "| during a join | $(median "${join_p99[@]}") | $(median "${join_errors[@]}") | $(median "${join_misses[@]}") |"
+fi
