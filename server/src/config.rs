@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Parser;
 use mcstore_protocol::Limits;
-use mcstore_storage::{ItemRules, StoreConfig, SyncMode};
+use mcstore_storage::{EngineKind, ItemRules, StoreConfig, SyncMode};
 
 /// mcstore: a persistent key-value store that speaks the memcache protocol.
 #[derive(Debug, Clone, Parser)]
@@ -33,6 +33,17 @@ pub struct Config {
             .map(|name| name.parse::<SyncMode>().expect("a listed sync mode")),
     )]
     pub sync: SyncMode,
+
+    /// The storage engine: `sled` (the default) or `fjall` (an LSM tree). A
+    /// data directory keeps the engine it was made with.
+    #[arg(
+        long,
+        env = "MCSTORE_ENGINE",
+        default_value = "sled",
+        value_parser = PossibleValuesParser::new(EngineKind::ALL.map(EngineKind::name))
+            .map(|name| name.parse::<EngineKind>().expect("a listed engine")),
+    )]
+    pub engine: EngineKind,
 
     /// fdatasync interval for --sync periodic, in milliseconds.
     #[arg(long, env = "MCSTORE_SYNC_INTERVAL_MS", default_value_t = 100)]
@@ -64,7 +75,8 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_MAX_PENDING_WRITES", default_value_t = 16384)]
     pub max_pending_writes: usize,
 
-    /// sled's page cache, in bytes (k, m, g suffixes).
+    /// The engine's cache (sled's page cache, fjall's block cache), in
+    /// bytes (k, m, g suffixes).
     #[arg(long, env = "MCSTORE_CACHE_SIZE", default_value = "256m", value_parser = parse_size)]
     pub cache_size: usize,
 
@@ -220,6 +232,7 @@ impl Config {
             parse_number: mcstore_protocol::number::parse_u64,
         };
         StoreConfig {
+            engine: self.engine,
             sync: self.sync,
             sync_interval: Duration::from_millis(self.sync_interval_ms.max(1)),
             max_batch: self.max_batch.max(1),

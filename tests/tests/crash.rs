@@ -14,6 +14,8 @@
 //!   The random seed is printed; set `CRASH_SEED` to replay it. `CRASH_SYNC`
 //!   (e.g. `periodic`) passes `--sync` to the server; by default it runs with
 //!   the server's default, `--sync always`.
+//! - `kill9_loses_no_acknowledged_write_on_fjall`: the same with `--engine
+//!   fjall` (env `CRASH_ROUNDS_FJALL`, default 3 rounds).
 //! - `sigterm_during_load_exits_cleanly_and_keeps_writes`: SIGTERM under load
 //!   exits 0 and the acknowledged writes survive a restart.
 //! - `second_instance_on_same_data_dir_refuses_to_start`: a second mcstore on a
@@ -303,7 +305,17 @@ fn report(failures: &[String], context: &str) {
 
 #[test]
 fn kill9_loses_no_acknowledged_write() {
-    let rounds = env_number("CRASH_ROUNDS", 4);
+    kill9_rounds(env_number("CRASH_ROUNDS", 4), &[]);
+}
+
+#[test]
+fn kill9_loses_no_acknowledged_write_on_fjall() {
+    kill9_rounds(env_number("CRASH_ROUNDS_FJALL", 3), &["--engine", "fjall"]);
+}
+
+/// `rounds` rounds of writers, kill -9, restart and verification, with the
+/// server's `--sync` from `CRASH_SYNC` and `engine_args`.
+fn kill9_rounds(rounds: u64, engine_args: &[&str]) {
     let threads = env_number("CRASH_THREADS", 16) as usize;
     let seed = env_number(
         "CRASH_SEED",
@@ -312,7 +324,8 @@ fn kill9_loses_no_acknowledged_write() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    let args = crash_server_args();
+    let mut args = crash_server_args();
+    args.extend(engine_args.iter().map(|arg| arg.to_string()));
     println!("crash test: {rounds} rounds, {threads} writers, args {args:?}, CRASH_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut server = Mcstore::start(&args.iter().map(String::as_str).collect::<Vec<_>>());

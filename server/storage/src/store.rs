@@ -1,6 +1,7 @@
 //! The store: one node's data, opened from a data directory.
 //!
-//! [`Store::open`] locks the directory, reads the node id, opens the engine,
+//! [`Store::open`] locks the directory, checks which engine made it, reads
+//! the node id, opens the engine,
 //! replays the write-ahead log past the engine's checkpoint and starts three
 //! threads: the commit pipeline, the checkpointer and the reclaimer. Reads
 //! go straight to the engine; writes go through [`Store::enqueue`] to the
@@ -18,7 +19,7 @@ use crate::clock::Clock;
 use crate::commit::{Answer, CommitPipeline, PipelineConfig, Submission};
 use crate::config::StoreConfig;
 use crate::datadir::{self, DataDirLock};
-use crate::engine::{Engine, SledEngine};
+use crate::engine::{self, Engine};
 use crate::error::{ReadError, StoreError, WriteError};
 use crate::flush::{FlushMarkers, FlushState};
 use crate::handoff::{completion, Abandoned, Completion, Queue};
@@ -86,11 +87,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `config.data_dir` with sled as the engine.
+    /// Opens the store in `config.data_dir` with `config.engine`, which
+    /// must be the engine the directory was made with.
     pub fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let engine = SledEngine::open(&config.data_dir.join("sled"), config.cache_bytes)?;
-        Store::with_engine(config, clock, Arc::new(engine), lock)
+        datadir::check_engine(&config.data_dir, config.engine)?;
+        let engine = engine::open(config.engine, &config.data_dir, config.cache_bytes)?;
+        Store::with_engine(config, clock, engine, lock)
     }
 
     fn with_engine(

@@ -5,21 +5,43 @@
 //! reflect. It is not trusted for durability: [`Engine::make_durable`] is
 //! the only promise, and the node keeps its own log for everything after
 //! it. The trait is small (get, apply, scan, make durable) and object-safe,
-//! so that another embedded engine can be measured beside sled.
+//! so that engines can be measured side by side.
 //!
 //! - [`sled`]: sled 0.34.7, the default engine.
+//! - [`fjall`]: fjall 3, an LSM tree.
+//!
+//! [`open`] opens the one a data directory was made with.
 
+pub mod fjall;
 pub mod sled;
 
 use std::io;
+use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::config::EngineKind;
 use crate::flush::FlushMarkers;
 use crate::version::Timestamp;
 
+pub use self::fjall::FjallEngine;
 pub use self::sled::SledEngine;
+
+/// Opens (or creates) the engine of `kind` in its subdirectory of
+/// `data_dir` (`sled/` or `fjall/`), with a cache of `cache_bytes`.
+pub fn open(
+    kind: EngineKind,
+    data_dir: &Path,
+    cache_bytes: u64,
+) -> Result<Arc<dyn Engine>, EngineError> {
+    let path = data_dir.join(kind.name());
+    Ok(match kind {
+        EngineKind::Sled => Arc::new(SledEngine::open(&path, cache_bytes)?),
+        EngineKind::Fjall => Arc::new(FjallEngine::open(&path, cache_bytes)?),
+    })
+}
 
 /// One change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +147,9 @@ pub enum EngineError {
     /// sled failed.
     #[error("sled: {0}")]
     Sled(#[from] ::sled::Error),
+    /// fjall failed.
+    #[error("{0}")]
+    Fjall(#[from] ::fjall::Error),
     /// An I/O error outside the engine library (syncing its files).
     #[error("engine I/O: {0}")]
     Io(#[from] io::Error),
