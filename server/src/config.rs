@@ -89,6 +89,13 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_CHECKPOINT_INTERVAL_MS", default_value_t = 5000)]
     pub checkpoint_interval_ms: u64,
 
+    /// Bytes applied to the engine after which it shortens its own
+    /// recovery (k, m, g suffixes): sled reopens itself to write its
+    /// snapshot (reads and writes wait about as long as a restart would),
+    /// fjall flushes its memtables. Bounds the restart time after a crash.
+    #[arg(long, env = "MCSTORE_ENGINE_REPLAY_LIMIT", default_value = "256m", value_parser = parse_size)]
+    pub engine_replay_limit: usize,
+
     /// Keys per second the background reclaimer examines for expired and
     /// flushed items and old tombstones (0: never reclaim).
     #[arg(long, env = "MCSTORE_RECLAIM_RATE", default_value_t = 50_000)]
@@ -240,6 +247,7 @@ impl Config {
             wal_segment_bytes: self.wal_segment_size as u64,
             wal_retention_bytes: self.wal_retention as u64,
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms.max(10)),
+            engine_replay_bytes: self.engine_replay_limit as u64,
             reclaim_keys_per_sec: self.reclaim_rate,
             tombstone_grace: self.tombstone_grace,
             max_clock_skew: self.max_clock_skew,

@@ -4,7 +4,9 @@
 //! third argument, sled by default), writes `key<N>` for N from the second
 //! argument upwards, one at a time, and prints `acked <N>` after each write
 //! the store acknowledged, until it is killed. It registers the change-stream
-//! cursor `crash-test` first, so the log is kept for a reader.
+//! cursor `crash-test` first, so the log is kept for a reader. It
+//! checkpoints every 20 ms and has the engine shorten its recovery every
+//! 4 KiB applied.
 //!
 //! `cargo run -p mcstore-storage --example crash_writer -- DIR FIRST [ENGINE]`
 
@@ -32,8 +34,13 @@ fn main() {
         item_size: mcstore_protocol::item_size,
         parse_number: mcstore_protocol::number::parse_u64,
     };
+    // Frequent checkpoints, and the engine shortening its recovery (sled
+    // reopening itself) every few writes, so that the kill lands at any
+    // point of them.
     let config = StoreConfig {
         engine,
+        checkpoint_interval: std::time::Duration::from_millis(20),
+        engine_replay_bytes: 4096,
         ..StoreConfig::new(&dir, rules)
     };
     let store = Arc::new(Store::open(config, Arc::new(SystemClock)).expect("open"));

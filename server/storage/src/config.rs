@@ -135,6 +135,11 @@ pub struct StoreConfig {
     pub wal_retention_bytes: u64,
     /// How often the engine is made durable and old log segments dropped.
     pub checkpoint_interval: Duration,
+    /// Bytes applied to the engine after which the checkpointer has it
+    /// shorten its own recovery ([`crate::engine::Engine::shorten_recovery`]:
+    /// sled reopens itself, fjall flushes its memtables), which bounds the
+    /// engine's part of a restart after a crash; 0: only at shutdown.
+    pub engine_replay_bytes: u64,
     /// Keys per second the reclaimer examines (0 turns it off).
     pub reclaim_keys_per_sec: u64,
     /// How long a tombstone is kept before it is purged.
@@ -160,6 +165,7 @@ impl StoreConfig {
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_retention_bytes: 1 << 30,
             checkpoint_interval: Duration::from_secs(5),
+            engine_replay_bytes: 256 * 1024 * 1024,
             reclaim_keys_per_sec: 50_000,
             tombstone_grace: Duration::from_secs(24 * 60 * 60),
             max_clock_skew: Duration::from_millis(500),

@@ -32,6 +32,10 @@ use crate::wal::cursors::{CursorState, Cursors};
 use crate::wal::stream::{ChangeReader, StreamError};
 use crate::wal::Segments;
 
+/// Below this backlog a shutdown leaves the engine's recovery as it is
+/// (replaying that little costs less than shortening it).
+const SHUTDOWN_REPLAY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// What a read found under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -92,7 +96,13 @@ impl Store {
     pub fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let lock = DataDirLock::acquire(&config.data_dir)?;
         datadir::check_engine(&config.data_dir, config.engine)?;
+        let started = std::time::Instant::now();
         let engine = engine::open(config.engine, &config.data_dir, config.cache_bytes)?;
+        tracing::info!(
+            engine = engine.name(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "engine open"
+        );
         Store::with_engine(config, clock, engine, lock)
     }
 
@@ -170,6 +180,7 @@ impl Store {
             cursors: self.cursors.clone(),
             stats: self.stats.clone(),
             retention_bytes: self.config.wal_retention_bytes,
+            engine_replay_bytes: self.config.engine_replay_bytes,
         }
     }
 
@@ -362,11 +373,16 @@ impl Store {
     }
 
     /// Stops taking writes, lets the pipeline finish and sync everything
-    /// queued, makes the engine durable and drops the log it covers.
+    /// queued, makes the engine durable and drops the log it covers, and
+    /// has the engine shorten its own recovery so that the next start is
+    /// quick.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         self.stop_threads();
         self.engine.make_durable()?;
         self.checkpoint_now();
+        if self.engine.recovery_backlog() >= SHUTDOWN_REPLAY_BYTES {
+            self.checkpointer().shorten_recovery();
+        }
         Ok(())
     }
 

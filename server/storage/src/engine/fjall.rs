@@ -26,8 +26,21 @@
 //! applied before it survives power loss, in the active journal, a sealed
 //! one, or a table. A failed `fsync` poisons the database: fjall refuses
 //! every later write, and the checkpointer keeps the node's log.
+//!
+//! On open fjall replays the journals whose entries are not all in tables
+//! yet. A journal is deleted only once every keyspace with entries in it
+//! has flushed them, and `meta` gets one small entry per batch, so it
+//! would rarely fill a memtable: with the journal bound set to fjall's
+//! smallest (64 MiB), fjall flushes such a straggler as soon as a sealed
+//! journal waits for it. [`Engine::shorten_recovery`] (at shutdown) seals
+//! both memtables and waits for their flush, so that the next open replays
+//! next to nothing; it uses `Keyspace::rotate_memtable` and
+//! `sealed_memtable_count`, public but hidden from fjall's documentation
+//! (the version is pinned).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -40,9 +53,16 @@ pub struct FjallEngine {
     items: Keyspace,
     meta: Keyspace,
     path: PathBuf,
+    /// Bytes applied since the memtables were last flushed on request.
+    backlog: AtomicU64,
 }
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// Sealed journals kept at most before fjall flushes the keyspaces that
+/// hold them back (fjall's smallest bound).
+const JOURNALING_BYTES: u64 = 64 * 1024 * 1024;
+/// How long [`Engine::shorten_recovery`] waits for the flushes.
+const FLUSH_WAIT: Duration = Duration::from_secs(60);
 
 impl FjallEngine {
     /// Opens (or creates) the engine in `path` with a block cache of
@@ -51,6 +71,7 @@ impl FjallEngine {
         let db = Database::builder(path)
             .cache_size(cache_bytes)
             .manual_journal_persist(true)
+            .max_journaling_size(JOURNALING_BYTES)
             .open()?;
         let items = db.keyspace("items", || {
             KeyspaceCreateOptions::default().manual_journal_persist(true)
@@ -63,6 +84,7 @@ impl FjallEngine {
             items,
             meta,
             path: path.to_path_buf(),
+            backlog: AtomicU64::new(0),
         })
     }
 }
@@ -86,16 +108,19 @@ impl Engine for FjallEngine {
         // The last change to each key: later ones first, earlier ones to a
         // key already seen are skipped.
         let mut seen = std::collections::HashSet::with_capacity(changes.len());
+        let mut applied = 0;
         for change in changes.iter().rev() {
             match change {
                 Change::Put { key, record } => {
                     if seen.insert(key.as_ref()) {
                         batch.insert(&self.items, key.as_ref(), record.as_ref());
+                        applied += key.len() + record.len();
                     }
                 }
                 Change::Remove { key } => {
                     if seen.insert(key.as_ref()) {
                         batch.remove(&self.items, key.as_ref());
+                        applied += key.len();
                     }
                 }
                 Change::Flush(_) => {}
@@ -103,6 +128,7 @@ impl Engine for FjallEngine {
         }
         batch.insert(&self.meta, CHECKPOINT_KEY, checkpoint.encode());
         batch.commit()?;
+        self.backlog.fetch_add(applied as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -145,5 +171,23 @@ impl Engine for FjallEngine {
         self.db
             .disk_space()
             .unwrap_or_else(|_| super::sled::dir_size(&self.path))
+    }
+
+    fn recovery_backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    fn shorten_recovery(&self) -> Result<(), EngineError> {
+        let backlog = self.backlog.load(Ordering::Relaxed);
+        self.items.rotate_memtable()?;
+        self.meta.rotate_memtable()?;
+        let deadline = Instant::now() + FLUSH_WAIT;
+        while self.items.sealed_memtable_count() + self.meta.sealed_memtable_count() > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.backlog.fetch_sub(backlog, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -156,6 +156,19 @@ pub enum EngineError {
     /// The checkpoint record is unreadable.
     #[error("the engine's checkpoint record is corrupt")]
     CorruptCheckpoint,
+    /// The engine is closed: reopening it failed.
+    #[error("the engine is closed (reopening it failed; restart the node)")]
+    Closed,
+    /// After a reopen the engine held another checkpoint than before it.
+    #[error(
+        "the engine lost writes when it was reopened (checkpoint {before} before, {after} after)"
+    )]
+    LostOnReopen {
+        /// The applied sequence before.
+        before: u64,
+        /// The applied sequence after.
+        after: u64,
+    },
 }
 
 /// An embedded ordered key-value engine.
@@ -182,6 +195,20 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Bytes the engine uses on disk.
     fn disk_bytes(&self) -> u64;
+
+    /// Bytes applied (keys and records) since the engine last shortened its
+    /// own recovery: a measure of how much of its own log opening it now
+    /// would replay.
+    fn recovery_backlog(&self) -> u64;
+
+    /// Makes the engine's own recovery short, so that opening it replays
+    /// little of its own log; everything applied stays as it is. sled 0.34.7
+    /// writes its snapshot only when it opens, so sled closes and reopens
+    /// itself (reads and writes wait meanwhile); fjall flushes its memtables
+    /// to tables. Called by the checkpointer when the backlog passes
+    /// `--engine-replay-limit`, and at shutdown. A failure leaves the engine
+    /// refusing reads and writes until the node restarts.
+    fn shorten_recovery(&self) -> Result<(), EngineError>;
 }
 
 #[cfg(test)]
