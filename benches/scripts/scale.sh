@@ -23,6 +23,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # $start_ms (milliseconds from exec to the "listening" line).
 start() {
     port=$(free_port)
+    rm -f "$work/out" # the last node's "listening on" must not count
     local t0=$(date +%s%N)
     # shellcheck disable=SC2086
     "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" ${MCSTORE_FLAGS:-} >"$work/out" 2>>"$work/log" &
@@ -39,7 +40,7 @@ stop() { # sets $stop_ms (SIGTERM to exit)
     stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
 # The last start's engine open and log replay, from the node's log (ms).
-open_ms() { grep -o 'engine open.*took_ms=[0-9]*\|took_ms=[0-9]* engine open' "$work/log" | tail -1 | grep -o 'took_ms=[0-9]*' | cut -d= -f2; }
+open_ms() { { grep -o 'engine open.*took_ms=[0-9]*' "$work/log" || echo '-'; } | tail -1 | sed 's/.*took_ms=//'; }
 run() { # $1 = keys, $2 = workload
     "$bench" --servers 127.0.0.1:"$port" --connections 32 --workload "$2" --keys "$1" \
         --key-size 64 --value-size 100 --duration "$secs" --quiet --json | tail -1 |
