@@ -5,8 +5,10 @@
 #   bash tests/run.sh
 #
 # Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached,
-# redis-server (the comparison test also uses redis-benchmark) and nutcracker
-# (twemproxy, in front of a cluster).
+# redis-server (the comparison test also uses redis-benchmark), nutcracker
+# (twemproxy, in front of a cluster), the binary-protocol clients (Dalli,
+# php-memcached, libmemcached-tools) and sasl2-bin (saslpasswd2, for
+# memcached's SASL in the SASL test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,14 +18,37 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached, redis-server and nutcracker from Debian, pymemcache from PyPI)"
-if ! command -v memcached >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 \
-    || [ ! -x /usr/sbin/nutcracker ]; then
+step "installing test dependencies (memcached, redis-server, nutcracker and the binary-protocol clients from Debian, pymemcache from PyPI)"
+# Debian packages and a command or file each provides.
+packages=(
+    "memcached:memcached"
+    "redis-server:redis-server"
+    "nutcracker:/usr/sbin/nutcracker"
+    "ruby:ruby"
+    "ruby-dalli:/usr/share/doc/ruby-dalli"
+    "php-cli:php"
+    "php-memcached:/usr/share/doc/php-memcached"
+    "libmemcached-tools:memccapable"
+    "sasl2-bin:/usr/sbin/saslpasswd2"
+)
+missing=()
+for entry in "${packages[@]}"; do
+    package=${entry%%:*}
+    provides=${entry#*:}
+    if [[ $provides == /* ]]; then
+        [ -e "$provides" ] || missing+=("$package")
+    else
+        command -v "$provides" >/dev/null 2>&1 || missing+=("$package")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq memcached redis-server nutcracker >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 memcached -V
 redis-server --version
+ruby -e 'require "dalli"; puts "dalli #{Dalli::VERSION}"'
+php -r 'echo "php-memcached ", phpversion("memcached"), "\n";'
 if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
     python3 -m pip install --quiet pymemcache
 fi

@@ -44,6 +44,9 @@ pub enum ArgsError {
         /// The smallest size that works.
         needed: usize,
     },
+    /// A flag the client mode (`--seeds`, `--via-client`) does not support.
+    #[error("{0} is not supported with --seeds or --via-client (closed loop only)")]
+    ClientMode(&'static str),
     /// `--rate` is not a positive number.
     #[error("--rate must be a positive number of operations per second (got {0})")]
     Rate(f64),
@@ -231,8 +234,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, ArgsError> {
 #[command(name = "mcstore-bench", version, about)]
 pub struct Args {
     /// Servers, `host:port,...`; keys are spread over them with the ketama ring.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "seeds",
+        conflicts_with = "seeds"
+    )]
     pub servers: Vec<ServerAddr>,
+    /// An mcstore cluster's seeds, `host:port,...`: requests go through
+    /// `mcstore-client` (topology from `stats cluster`, each key to its
+    /// owner), as an application sees the cluster; throughput is also
+    /// reported per node.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<ServerAddr>,
+    /// With `--servers`: drive them through `mcstore-client`'s static
+    /// ketama mode (the `--seeds` code path without a topology) instead of
+    /// the raw pipelined connections.
+    #[arg(long)]
+    pub via_client: bool,
     /// Connections in total, spread round-robin over the servers.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connections: u32,
@@ -312,8 +331,17 @@ impl Args {
             if !(rate > 0.0 && rate.is_finite()) {
                 return Err(ArgsError::Rate(rate));
             }
+            if self.uses_client() {
+                return Err(ArgsError::ClientMode("--rate"));
+            }
         }
         Ok(())
+    }
+
+    /// Whether requests go through `mcstore-client` (`--seeds`, or
+    /// `--servers` with `--via-client`).
+    pub fn uses_client(&self) -> bool {
+        !self.seeds.is_empty() || self.via_client
     }
 
     /// Parses and validates a command line (`argv[0]` first).

@@ -10,6 +10,8 @@
 //! - [`driver`]: one connection's request loop (pipelined, closed or open
 //!   loop, timeouts, reconnects) and the prefill loop.
 //! - [`run`]: connects, prefills, runs the connections and prints progress.
+//! - [`client_run`]: `--seeds` and `--via-client`: the run through
+//!   `mcstore-client`, with throughput per node.
 //! - [`report`]: the final human summary and the JSON object.
 //! - [`workers`]: the pinned single-threaded runtimes the connections run on.
 //! - [`compare`]: `mcstore-compare`, memcached, mcstore and Redis on one
@@ -17,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod client_run;
 pub mod compare;
 pub mod driver;
 pub mod report;

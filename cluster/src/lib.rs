@@ -10,6 +10,7 @@
 //!   set, and where a request for it goes.
 //! - [`replication`]: shipping every client write to the key's other
 //!   replicas from the change stream, hinted handoff, range transfers.
+//! - [`transfers`]: durable progress of range transfers.
 //! - [`peer`]: node-to-node connections (handshake with the cluster secret,
 //!   checksummed frames, forwarded requests, a pipelined connection pool).
 //!
@@ -24,6 +25,7 @@ pub mod peer;
 pub mod replication;
 pub mod ring;
 pub mod topology;
+pub mod transfers;
 
 pub use membership::{
     ring_from_view, Member, MemberState, Membership, MembershipConfig, MembershipView, Timings,

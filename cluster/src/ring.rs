@@ -216,6 +216,29 @@ impl Ring {
     /// met going clockwise from the key's point, at most `count` of them
     /// (fewer when fewer servers have points).
     pub fn replicas(&self, key: &[u8], count: usize) -> Vec<usize> {
+        self.replicas_from(self.segment(key), count)
+    }
+
+    /// The segment `key` falls in: the index of the first point at or after
+    /// its hash. Every key of a segment has the same replica set.
+    pub fn segment(&self, key: &[u8]) -> usize {
+        if self.servers.len() == 1 || self.points.is_empty() {
+            return 0;
+        }
+        self.first_point_at(key_hash(key))
+    }
+
+    /// The number of segments (points; 1 for a single server).
+    pub fn segments(&self) -> usize {
+        if self.servers.len() == 1 {
+            1
+        } else {
+            self.points.len().max(1)
+        }
+    }
+
+    /// The replica set of the keys of segment `segment`.
+    pub fn replicas_from(&self, segment: usize, count: usize) -> Vec<usize> {
         let mut replicas = Vec::with_capacity(count.min(self.servers.len()));
         if count == 0 {
             return replicas;
@@ -224,7 +247,7 @@ impl Ring {
             replicas.push(0);
             return replicas;
         }
-        let start = self.first_point_at(key_hash(key));
+        let start = segment;
         for offset in 0..self.points.len() {
             let server = self.points[(start + offset) % self.points.len()].server;
             if !replicas.contains(&server) {
@@ -243,6 +266,26 @@ mod tests {
     //! Ring construction and lookup against hand-computed expectations.
 
     use super::*;
+
+    #[test]
+    fn every_key_of_a_segment_has_the_segment_replica_set() {
+        let ring = Ring::unweighted([
+            ("10.0.0.1", 11211),
+            ("10.0.0.2", 11211),
+            ("10.0.0.3", 11211),
+        ])
+        .unwrap();
+        assert_eq!(ring.segments(), 480);
+        for i in 0..500 {
+            let key = format!("key-{i}");
+            let segment = ring.segment(key.as_bytes());
+            assert!(segment < ring.segments());
+            assert_eq!(
+                ring.replicas(key.as_bytes(), 2),
+                ring.replicas_from(segment, 2)
+            );
+        }
+    }
 
     #[test]
     fn md5_points_match_the_reference_values() {

@@ -25,34 +25,95 @@ pub enum Target {
     Peer(String),
 }
 
-/// A snapshot of the ring: the view it was built from and the ring itself.
+pub use crate::membership::{STATUS_JOINING, STATUS_LEAVING, STATUS_READY};
+
+/// One ring: the members on it, in ring index order, and the ketama ring.
+#[derive(Debug, Default)]
+pub struct RingOf {
+    /// The ring's servers, in ring index order (advertised-address order).
+    pub members: Vec<Member>,
+    /// The ring; `None` when it has no member.
+    pub ring: Option<Ring>,
+}
+
+impl RingOf {
+    fn new(members: Vec<Member>) -> RingOf {
+        let ring = if members.is_empty() {
+            None
+        } else {
+            let view = MembershipView::from_members(members.iter().cloned());
+            match view.ring() {
+                Ok(ring) => Some(ring),
+                Err(err) => {
+                    tracing::warn!(cause = %err, "no ring can be built from the membership");
+                    None
+                }
+            }
+        };
+        RingOf { members, ring }
+    }
+
+    /// The key's replica set, at most `count` members.
+    pub fn replicas(&self, key: &[u8], count: usize) -> Vec<&Member> {
+        match &self.ring {
+            Some(ring) => ring
+                .replicas(key, count)
+                .into_iter()
+                .map(|index| &self.members[index])
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// A fingerprint of the ring (its members and weights): two nodes with
+    /// the same fingerprint place every key alike.
+    pub fn fingerprint(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for member in &self.members {
+            for byte in member.advertise.bytes().chain(member.weight.to_le_bytes()) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+            hash ^= 0xff;
+        }
+        hash
+    }
+}
+
+/// A snapshot of the cluster as routing sees it: the membership view, the
+/// routing ring (members that joined and have not left, without those still
+/// joining) and the future ring (members that will hold data once the joins
+/// and leaves under way are done: joining ones in, leaving ones out).
 #[derive(Debug)]
 pub struct Snapshot {
     view: MembershipView,
-    /// The ring's servers, in ring index order (the view's ring members).
-    servers: Vec<Member>,
-    ring: Option<Ring>,
+    routing: RingOf,
+    future: RingOf,
     replication_factor: usize,
 }
 
 impl Snapshot {
     /// The snapshot of a view.
     pub fn new(view: MembershipView, replication_factor: usize) -> Snapshot {
-        let servers: Vec<Member> = view.ring_members().cloned().collect();
-        let ring = match view.ring() {
-            Ok(ring) => Some(ring),
-            Err(err) => {
-                // Before the first membership view arrives there is no member.
-                if !view.members().is_empty() {
-                    tracing::warn!(cause = %err, "no ring can be built from the membership");
-                }
-                None
-            }
-        };
+        let on_ring = |m: &&Member| m.state.on_ring();
+        let routing = view
+            .members()
+            .iter()
+            .filter(on_ring)
+            .filter(|m| m.status != STATUS_JOINING)
+            .cloned()
+            .collect();
+        let future = view
+            .members()
+            .iter()
+            .filter(on_ring)
+            .filter(|m| m.status != STATUS_LEAVING)
+            .cloned()
+            .collect();
         Snapshot {
             view,
-            servers,
-            ring,
+            routing: RingOf::new(routing),
+            future: RingOf::new(future),
             replication_factor: replication_factor.max(1),
         }
     }
@@ -62,9 +123,24 @@ impl Snapshot {
         &self.view
     }
 
-    /// The members on the ring.
+    /// The members on the routing ring.
     pub fn ring_members(&self) -> &[Member] {
-        &self.servers
+        &self.routing.members
+    }
+
+    /// The routing ring.
+    pub fn routing(&self) -> &RingOf {
+        &self.routing
+    }
+
+    /// The future ring.
+    pub fn future(&self) -> &RingOf {
+        &self.future
+    }
+
+    /// Whether a join or a leave is under way (the rings differ).
+    pub fn changing(&self) -> bool {
+        self.routing.fingerprint() != self.future.fingerprint()
     }
 
     /// The replica set size.
@@ -72,17 +148,10 @@ impl Snapshot {
         self.replication_factor
     }
 
-    /// The key's replica set: its owner, then the next distinct members
-    /// clockwise, at most the replication factor.
+    /// The key's replica set on the routing ring: its owner, then the next
+    /// distinct members clockwise, at most the replication factor.
     pub fn replicas(&self, key: &[u8]) -> Vec<&Member> {
-        match &self.ring {
-            Some(ring) => ring
-                .replicas(key, self.replication_factor)
-                .into_iter()
-                .map(|index| &self.servers[index])
-                .collect(),
-            None => Vec::new(),
-        }
+        self.routing.replicas(key, self.replication_factor)
     }
 
     /// The state of the member advertised as `peer`, if it is known.
@@ -90,9 +159,19 @@ impl Snapshot {
         self.view.get(peer).map(|m| m.state)
     }
 
-    /// Whether `peer` holds a replica of the key.
+    /// Whether `peer` holds, or is to hold, a replica of the key: on the
+    /// routing ring or on the future one.
     pub fn is_replica(&self, key: &[u8], peer: &str) -> bool {
-        self.replicas(key).iter().any(|m| m.advertise == peer)
+        let count = self.replication_factor;
+        self.routing
+            .replicas(key, count)
+            .iter()
+            .any(|m| m.advertise == peer)
+            || self
+                .future
+                .replicas(key, count)
+                .iter()
+                .any(|m| m.advertise == peer)
     }
 
     /// Whether this node holds a replica of the key.

@@ -503,3 +503,95 @@ async fn garbage_datagrams_are_counted_and_ignored() {
         assert!(node_a.view().get(&addr_b).is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_dead_member_is_seen_left_everywhere_even_by_a_node_that_was_away() {
+    init_tracing();
+    let mut nodes = cluster_from_one_seed(4).await;
+    let victim = nodes.pop().unwrap();
+    let dead_addr = victim.advertise().to_string();
+    drop(victim);
+    let survivors: Vec<&Membership> = nodes.iter().collect();
+    time_until_all_see(
+        &survivors,
+        &dead_addr,
+        MemberState::Dead,
+        Duration::from_secs(5),
+    )
+    .await;
+    // A live member, this node and an unknown one cannot be removed.
+    let live = nodes[1].advertise().to_string();
+    assert!(nodes[0].remove(&live).await.is_err());
+    assert!(nodes[0].remove(nodes[0].advertise()).await.is_err());
+    assert!(nodes[0].remove("127.0.0.1:1").await.is_err());
+
+    // One survivor is away while the dead member is removed.
+    let away = nodes.pop().unwrap();
+    let away_addr = away.advertise().to_string();
+    let away_bind = away.local_addr();
+    away.shutdown().await;
+    nodes[0].remove(&dead_addr).await.unwrap();
+    let observers: Vec<&Membership> = nodes.iter().collect();
+    time_until_all_see(
+        &observers,
+        &dead_addr,
+        MemberState::Left,
+        Duration::from_secs(3),
+    )
+    .await;
+    for node in &nodes {
+        let view = node.view();
+        assert!(!view.ring_members().any(|m| m.advertise == dead_addr));
+    }
+
+    // The one that was away learns it on its return.
+    let socket = UdpSocket::bind(away_bind).unwrap();
+    let mut config = config(&socket, &[nodes[0].advertise().to_string()], 2);
+    config.advertise = away_addr;
+    let back = start(socket, config);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    wait_view(&back, deadline, "the returning node sees it left", |v| {
+        state_of(v, &dead_addr) == Some(MemberState::Left)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_change_status_at_the_same_moment_see_each_others_new_status() {
+    init_tracing();
+    let mut timings = timings();
+    // Far beyond the wait below: the periodic announce must not be what
+    // settles it.
+    timings.announce_interval = Duration::from_secs(60);
+    let sockets: Vec<UdpSocket> = (0..3).map(|_| reserve()).collect();
+    let seeds: Vec<String> = sockets.iter().map(addr_of).collect();
+    let nodes: Vec<Membership> = sockets
+        .into_iter()
+        .map(|s| {
+            let mut config = config(&s, &seeds, 1);
+            config.status = STATUS_JOINING.to_string();
+            config.timings = timings.clone();
+            start(s, config)
+        })
+        .collect();
+    let refs: Vec<&Membership> = nodes.iter().collect();
+    wait_converged(&refs, Duration::from_secs(10)).await;
+    let (a, b, c) = tokio::join!(
+        nodes[0].set_status("ready"),
+        nodes[1].set_status("ready"),
+        nodes[2].set_status("ready")
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for node in &nodes {
+        wait_view(node, deadline, "everyone ready", |v| {
+            v.members().len() == 3
+                && v.members()
+                    .iter()
+                    .all(|m| m.status == "ready" && m.state == MemberState::Alive)
+        })
+        .await;
+    }
+}

@@ -15,10 +15,15 @@
 //!   type per command, the incremental request parser
 //!   ([`parse_binary_request`]), response encoding and the incremental
 //!   response decoder ([`parse_binary_response`]).
+//! - [`admin`]: `mcstore_cluster`, mcstore's cluster administration
+//!   commands (leave, remove a dead member).
+//! - [`scan`]: `mcstore_scan`, mcstore's bounded key listing (an admin
+//!   command memcached does not have).
 //! - [`number`]: numbers parsed with memcached's `strtoul` semantics.
 //! - [`exptime`]: how an exptime on the wire becomes an absolute expiry.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod binary;
 pub mod exptime;
 pub mod meta;
@@ -26,7 +31,9 @@ pub mod number;
 pub mod parse;
 pub mod reply;
 pub mod request;
+pub mod scan;
 
+pub use admin::ClusterCommand;
 pub use binary::{
     parse_binary_request, parse_binary_response, BinaryFrame, BinaryRequest, BinaryResponse,
 };
@@ -40,6 +47,7 @@ pub use reply::{encode_value_header, parse_reply, Reply, Value};
 pub use request::{
     Arithmetic, Delete, FlushAll, Get, Request, Stats, Store, StoreMode, Touch, Verbosity,
 };
+pub use scan::{parse_scan_reply, Scan, ScanItem, ScanReply};
 
 /// The longest key memcached accepts (`KEY_MAX_LENGTH`).
 pub const MAX_KEY_LENGTH: usize = 250;

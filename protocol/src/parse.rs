@@ -325,6 +325,14 @@ fn dispatch(
             noreply: false,
         },
         b"quit" => Frame::Request(Request::Quit),
+        b"mcstore_cluster" => match crate::admin::ClusterCommand::parse(&tokens.as_slice()[1..]) {
+            Some(command) => Frame::Request(Request::Cluster(command)),
+            None => reject(BAD_FORMAT, false),
+        },
+        b"mcstore_scan" => match crate::scan::Scan::parse(&tokens.as_slice()[1..]) {
+            Some(scan) => Frame::Request(Request::Scan(scan)),
+            None => reject(BAD_FORMAT, false),
+        },
         b"stats" => Frame::Request(Request::Stats(match tokens.get(1) {
             _ if ntokens == 2 => Stats::General,
             b"settings" => Stats::Settings,

@@ -36,6 +36,12 @@ pub enum Request {
     Stats(Stats),
     /// A meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`).
     Meta(MetaRequest),
+    /// `mcstore_cluster <subcommand>`: cluster administration (see
+    /// [`crate::admin`]).
+    Cluster(crate::admin::ClusterCommand),
+    /// `mcstore_scan <limit> [<after>]`: mcstore's key listing (see
+    /// [`crate::scan`]).
+    Scan(crate::scan::Scan),
 }
 
 /// `get`/`gets` (`touch == None`) and `gat`/`gats` (`touch == Some(exptime)`).
@@ -214,6 +220,8 @@ impl Request {
                 out.put_slice(b"\r\n");
             }
             Request::Meta(meta) => meta.encode(out),
+            Request::Cluster(command) => command.encode(out),
+            Request::Scan(scan) => scan.encode(out),
         }
     }
 
@@ -227,7 +235,12 @@ impl Request {
             | Request::FlushAll(_) => true,
             Request::Get(get) => get.touch.is_some(),
             Request::Meta(meta) => meta.is_write(),
-            Request::Version | Request::Verbosity(_) | Request::Quit | Request::Stats(_) => false,
+            Request::Version
+            | Request::Verbosity(_)
+            | Request::Quit
+            | Request::Stats(_)
+            | Request::Cluster(_)
+            | Request::Scan(_) => false,
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct ClusterCounters {
     pub peer_rejected: AtomicU64,
     /// Forwarded requests this node executed for its peers.
     pub executed_for_peers: AtomicU64,
+    /// Records this node received by range transfers (how far a join is).
+    pub transfer_keys_received: AtomicU64,
+    /// Bytes (keys and records) received by range transfers.
+    pub transfer_bytes_received: AtomicU64,
 }
 
 /// This node in its cluster.
@@ -49,9 +53,54 @@ pub struct ClusterNode {
     pub replica_reads: bool,
     /// Counters.
     pub counters: ClusterCounters,
+    /// The data directory (for the `JOINED` marker).
+    pub data_dir: std::path::PathBuf,
+    /// A leave is under way.
+    pub leaving: std::sync::atomic::AtomicBool,
+    /// Set when the node has left and should exit.
+    exit: tokio::sync::Notify,
 }
 
 impl ClusterNode {
+    /// A node in its cluster, with zeroed counters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        advertise: String,
+        membership: Membership,
+        topology: Arc<Topology>,
+        peers: Arc<PeerPool>,
+        replicator: Arc<Replicator>,
+        replica_ack: Option<std::time::Duration>,
+        secret: Option<Vec<u8>>,
+        replica_reads: bool,
+        data_dir: std::path::PathBuf,
+    ) -> ClusterNode {
+        ClusterNode {
+            advertise,
+            membership,
+            topology,
+            peers,
+            replicator,
+            replica_ack,
+            secret,
+            replica_reads,
+            counters: ClusterCounters::default(),
+            data_dir,
+            leaving: std::sync::atomic::AtomicBool::new(false),
+            exit: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Asks the node to exit (it has left the cluster).
+    pub fn request_exit(&self) {
+        self.exit.notify_one();
+    }
+
+    /// Resolves once the node is asked to exit.
+    pub async fn exit_requested(&self) {
+        self.exit.notified().await
+    }
+
     /// Where a request for `key` goes, best first (empty: no live replica).
     pub fn route(&self, key: &[u8], read: bool) -> Vec<Target> {
         self.topology

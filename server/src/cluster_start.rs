@@ -12,8 +12,10 @@ use mcstore_cluster::replication::{ReplicationConfig, Replicator};
 use mcstore_cluster::topology::Topology;
 use mcstore_storage::Store;
 
-use crate::cluster::{ClusterCounters, ClusterNode};
+use crate::cluster::ClusterNode;
 use crate::config::Config;
+use crate::rebalance::Bootstrap;
+use mcstore_cluster::topology::STATUS_JOINING;
 
 /// Connections to each peer.
 const CONNECTIONS_PER_PEER: usize = 4;
@@ -77,6 +79,8 @@ pub async fn start(
     membership_config.seeds = config.seeds.clone();
     membership_config.weight = config.weight;
     membership_config.secret = secret.clone();
+    let status = crate::rebalance::initial_status(&config.data_dir, &advertise);
+    membership_config.status = status.to_string();
     let mut timings = Timings::default();
     timings.probe_period = config.probe_interval;
     timings.probe_rtt = config.probe_interval * 2 / 5;
@@ -103,27 +107,38 @@ pub async fn start(
         peers.clone(),
         ReplicationConfig {
             hint_window: config.hint_window,
+            transfer_rate: config.transfer_rate as u64,
             ..ReplicationConfig::default()
         },
-    );
+    )
+    .context("starting replication")?;
     tracing::info!(
         %advertise,
         generation,
+        status,
         seeds = %config.seeds.join(","),
         replication_factor = config.replication_factor,
         "joining the cluster"
     );
-    Ok(Some(Arc::new(ClusterNode {
-        advertise,
+    let node = Arc::new(ClusterNode::new(
+        advertise.clone(),
         membership,
         topology,
         peers,
         replicator,
-        replica_ack: (config.replica_ack == "one").then_some(config.replica_ack_timeout),
+        (config.replica_ack == "one").then_some(config.replica_ack_timeout),
         secret,
-        replica_reads: config.replica_reads,
-        counters: ClusterCounters::default(),
-    })))
+        config.replica_reads,
+        config.data_dir.clone(),
+    ));
+    if status == STATUS_JOINING {
+        let bootstrap = Bootstrap {
+            alone: config.seeds.iter().all(|seed| *seed == advertise),
+            settle: config.probe_interval * 3,
+        };
+        tokio::spawn(crate::rebalance::join(node.clone(), bootstrap));
+    }
+    Ok(Some(node))
 }
 
 fn read_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -152,15 +167,11 @@ fn next_generation(data_dir: &Path) -> anyhow::Result<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let generation = (previous + 1).max(now_ms);
-    let temporary = data_dir.join("GENERATION.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary)?;
-        writeln!(file, "{generation}")?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", path.display()))?;
+    mcstore_storage::datadir::write_file_durably(
+        data_dir,
+        "GENERATION",
+        format!("{generation}\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(generation)
 }

@@ -184,6 +184,20 @@ pub struct Config {
     /// a replica away longer gets a full range transfer when it returns.
     #[arg(long, env = "MCSTORE_HINT_WINDOW", default_value = "3h", value_parser = parse_duration)]
     pub hint_window: Duration,
+
+    /// The most a node sends per second in range transfers (a join, a
+    /// leave, a removed member's ranges, a returning replica), in bytes per
+    /// peer (k, m, g suffixes); 0: no limit. Keeps a join from crowding out
+    /// the foreground load.
+    #[arg(long, env = "MCSTORE_TRANSFER_RATE", default_value = "32m", value_parser = parse_size)]
+    pub transfer_rate: usize,
+
+    /// Require authentication: a file of `user:password` lines (memcached's
+    /// `-Y` format). Binary clients authenticate with SASL PLAIN, text
+    /// clients with memcached's ascii authentication (a first `set` whose
+    /// data is `user password`). Without it, no authentication.
+    #[arg(long, env = "MCSTORE_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `3h`, `1d` (a bare number is seconds).

@@ -1,5 +1,6 @@
 //! The per-connection loop: read bytes, parse frames, execute them, write
-//! replies.
+//! replies. (A connection whose first byte is `0x80` is a binary one and
+//! authentication comes first: see [`crate::negotiate`].)
 //!
 //! Input is read only when every buffered request has been handled, so a
 //! connection buffers at most one read beyond its current request (and
@@ -16,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::negotiate::{negotiate, Negotiated};
 use crate::session::{Next, Session};
 use crate::stats::Counters;
 
@@ -35,6 +37,17 @@ pub async fn serve(
     counters: &Counters,
 ) -> std::io::Result<()> {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let negotiated = negotiate(
+        &mut stream,
+        &mut input,
+        &mut session,
+        &limits,
+        &mut shutdown,
+        counters,
+    );
+    if negotiated.await? == Negotiated::Finished {
+        return Ok(());
+    }
     let mut discard: u64 = 0;
     loop {
         loop {

@@ -5,6 +5,9 @@
 //! - [`server`]: accepts connections, enforces the connection limit, shuts
 //!   down gracefully; [`connection`]: one client's read/parse/write loop;
 //!   [`session`]: executes requests and keeps replies in order.
+//!   [`negotiate`]: a connection's first byte picks the text or the binary
+//!   protocol ([`binary_connection`], `session::binary`); [`auth`]: the
+//!   password file, SASL and ascii authentication.
 //!   The session lowers requests into the storage layer's operations
 //!   (`mcstore-storage`, in `server/storage/`) and renders its outcomes.
 //! - [`cluster`]: this node's part in a cluster (membership, topology,
@@ -15,11 +18,15 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod auth;
+pub mod binary_connection;
 pub mod cluster;
 pub mod cluster_start;
 pub mod config;
 pub mod connection;
+pub mod negotiate;
 pub mod peer_session;
+pub mod rebalance;
 pub mod rlimit;
 pub mod server;
 pub mod session;

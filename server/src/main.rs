@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use mcstore_server::auth::{Auth, PasswordFile};
 use mcstore_server::config::Config;
 use mcstore_server::session::NodeInfo;
 use mcstore_server::stats::Shared;
@@ -48,6 +49,17 @@ fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(err) => tracing::warn!(cause = %err, "could not raise the open-file limit"),
     }
+    let auth = match &config.sasl_password_file {
+        Some(path) => {
+            let passwords =
+                PasswordFile::load(path).with_context(|| format!("loading {}", path.display()))?;
+            tracing::info!(?passwords, "clients must authenticate");
+            Auth {
+                passwords: Some(Arc::new(passwords)),
+            }
+        }
+        None => Auth::default(),
+    };
     let started = Instant::now();
     let store = Arc::new(
         Store::open(config.store(), Arc::new(SystemClock))
@@ -73,24 +85,27 @@ fn run(config: Config) -> anyhow::Result<()> {
         let mut terminate = signal(SignalKind::terminate())?;
         let leaving = cluster.clone();
         let shutdown = async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("shutting down");
-            if let Some(cluster) = leaving {
-                // Peers stop routing here before the connections drain.
-                match cluster.membership.leave().await {
-                    Ok(outcome) => tracing::info!(
-                        confirmed = outcome.confirmed.len(),
-                        unconfirmed = outcome.unconfirmed.len(),
-                        "announced leaving the cluster"
-                    ),
-                    Err(err) => tracing::warn!(cause = %err, "could not announce leaving"),
+            let left = async {
+                match &leaving {
+                    Some(cluster) => cluster.exit_requested().await,
+                    None => std::future::pending().await,
                 }
+            };
+            let signalled = tokio::select! {
+                _ = interrupt.recv() => true,
+                _ = terminate.recv() => true,
+                () = left => false,
+            };
+            tracing::info!("shutting down");
+            if let Some(cluster) = leaving.filter(|_| signalled) {
+                // Peers stop routing here before the connections drain.
+                mcstore_server::rebalance::announce_left(&cluster).await;
             }
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            auth,
+            ..Shared::default()
+        });
         mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
         anyhow::Ok(())
     })?;

@@ -81,11 +81,26 @@ pub async fn serve(
                     .fetch_add(1, Ordering::Relaxed);
                 run(&mut session, id, request, &limits).await;
             }
-            Ok(PeerMessage::Replicate { id, records }) => {
+            Ok(PeerMessage::Replicate {
+                id,
+                records,
+                transfer,
+            }) => {
                 // Applied durably before the acknowledgement goes back;
                 // replies to earlier forwarded requests go first.
                 session.resolve_pending().await;
+                let count = records.len() as u64;
+                let bytes = mcstore_cluster::replication::batch_size(&records);
                 let answer = apply(&store, records).await;
+                if transfer && answer.is_empty() {
+                    let counters = &cluster.counters;
+                    counters
+                        .transfer_keys_received
+                        .fetch_add(count, Ordering::Relaxed);
+                    counters
+                        .transfer_bytes_received
+                        .fetch_add(bytes as u64, Ordering::Relaxed);
+                }
                 out.clear();
                 for (id, reply) in session.take_marked() {
                     encode_frame(&mut out, &PeerMessage::Reply { id, reply }.encode());

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::access::AccessTable;
+use crate::auth::Auth;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -68,6 +69,10 @@ counters! {
     touch_misses,
     /// Storage commands refused as too large.
     store_too_large,
+    /// Authentication attempts (SASL and ascii).
+    auth_cmds,
+    /// Failed authentication attempts.
+    auth_errors,
     /// Bytes read from clients.
     bytes_read,
     /// Bytes written to clients.
@@ -81,7 +86,8 @@ counters! {
 }
 
 /// What every connection of the node shares: memcached's counters, the
-/// connection count and the meta protocol's access table. (The storage
+/// connection count, the meta protocol's access table and what clients
+/// must authenticate with. (The storage
 /// layer keeps its own figures: [`mcstore_storage::stats::StorageStats`].)
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -91,4 +97,6 @@ pub struct Shared {
     pub curr_connections: AtomicU64,
     /// Fetched / last-access information (in memory only).
     pub access: AccessTable,
+    /// `--sasl-password-file`: whether and how clients authenticate.
+    pub auth: Auth,
 }

@@ -31,6 +31,21 @@ pub struct Cluster {
 /// the default bound.
 pub const FAST_DETECTION: &[&str] = &["--probe-interval", "200ms", "--suspect-timeout", "800ms"];
 
+/// A fresh data directory for node `index`, with a node id whose low 16
+/// bits (its cas slot) are `index + 1`: the nodes of a test cluster never
+/// share a slot, so their cas uniques never coincide (in production two
+/// random ids share one with a chance of about 1 in 65536 per pair, which
+/// only makes two keys' uniques equal: harmless, cas is per key).
+fn node_dir(index: usize) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("mcstore-e2e-")
+        .tempdir()
+        .expect("create a temporary data directory");
+    let id = (fastrand::u64(1..u64::MAX >> 16) << 16) | (index as u64 + 1);
+    std::fs::write(dir.path().join("NODE_ID"), format!("{id:016x}\n")).expect("write NODE_ID");
+    dir
+}
+
 /// `stats <group>` of a node as name -> value.
 pub fn stats(addr: SocketAddr, group: &str) -> Result<BTreeMap<String, String>, String> {
     let request = if group.is_empty() {
@@ -110,7 +125,8 @@ impl Cluster {
             let seed_list = seeds(index, &addrs).join(",");
             let mut node_args = vec!["--seeds", seed_list.as_str()];
             node_args.extend_from_slice(args);
-            let node = Mcstore::start_at(&addrs[index].to_string(), &node_args)?;
+            let node =
+                Mcstore::start_in_at(node_dir(index), &addrs[index].to_string(), &node_args)?;
             started[index] = Some(node);
         }
         Ok(Cluster {
@@ -165,7 +181,8 @@ impl Cluster {
                     advertised[i].as_str(),
                 ];
                 node_args.extend_from_slice(args);
-                Mcstore::start_at(&addrs[i].to_string(), &node_args).expect("start a node")
+                Mcstore::start_in_at(node_dir(i), &addrs[i].to_string(), &node_args)
+                    .expect("start a node")
             })
             .collect();
         let cluster = Cluster {
@@ -177,19 +194,75 @@ impl Cluster {
         (cluster, proxies)
     }
 
+    /// Starts one more node on a fresh data directory, seeded with every
+    /// address; it joins (`joining`, then `alive`). Returns its index; does
+    /// not wait.
+    pub fn add_node(&mut self, args: &[&str]) -> usize {
+        let index = self.nodes.len();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut seeds: Vec<String> = self.advertised.clone();
+        seeds.push(addr.to_string());
+        let seed_list = seeds.join(",");
+        let mut node_args = vec!["--seeds", seed_list.as_str()];
+        node_args.extend_from_slice(args);
+        let node = Mcstore::start_in_at(node_dir(index), &addr.to_string(), &node_args)
+            .expect("start the new node");
+        self.nodes.push(node);
+        self.addrs.push(addr);
+        self.advertised.push(addr.to_string());
+        index
+    }
+
     /// Waits until every running node sees every running node alive.
     pub fn wait_converged(&self) {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_running())
             .collect();
-        wait_until("the cluster to converge", CLUSTER_TIMEOUT, || {
+        let converged = || {
             running.iter().all(|&i| {
                 let seen = members(self.addrs[i]);
                 running
                     .iter()
                     .all(|&j| seen.get(&self.advertised[j]).map(String::as_str) == Some("alive"))
             })
-        });
+        };
+        let started = Instant::now();
+        while !converged() {
+            if started.elapsed() > CLUSTER_TIMEOUT {
+                panic!(
+                    "timed out after {CLUSTER_TIMEOUT:?} waiting for the cluster to converge:\n{}",
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What every running node sees (members and its peers' progress), and
+    /// the end of its log: for the message of a failed wait.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_running() {
+                out.push_str(&format!("node {i} ({}): stopped\n", self.advertised[i]));
+                continue;
+            }
+            let seen: Vec<String> = stats(self.addrs[i], "cluster")
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("node:") || name.ends_with(":transfer"))
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            let log = self.nodes[i].stderr();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            out.push_str(&format!(
+                "node {i} ({}): {}\n  log: {}\n",
+                self.advertised[i],
+                seen.join(" "),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n       ")
+            ));
+        }
+        out
     }
 
     /// Waits until every running node other than `subject` sees `subject`
@@ -259,11 +332,21 @@ impl Cluster {
     /// The indices of the nodes that hold `key`'s replicas (the same ketama
     /// ring as the nodes build), owner first.
     pub fn replicas_of(&self, key: &[u8], replication_factor: usize) -> Vec<usize> {
-        let mut by_address: Vec<(String, usize)> = self
-            .advertised
+        let all: Vec<usize> = (0..self.advertised.len()).collect();
+        self.replicas_among(key, replication_factor, &all)
+    }
+
+    /// As [`Cluster::replicas_of`], on the ring of the nodes `members` only
+    /// (after a node left or was removed, or before one joined).
+    pub fn replicas_among(
+        &self,
+        key: &[u8],
+        replication_factor: usize,
+        members: &[usize],
+    ) -> Vec<usize> {
+        let mut by_address: Vec<(String, usize)> = members
             .iter()
-            .enumerate()
-            .map(|(i, a)| (a.clone(), i))
+            .map(|&i| (self.advertised[i].clone(), i))
             .collect();
         by_address.sort();
         let ring = mcstore_cluster::Ring::new(

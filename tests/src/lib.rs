@@ -267,6 +267,12 @@ impl McstoreProcess {
         kill_and_reap(&mut self.child);
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; `None` if
+    /// it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_timeout(&mut self.child, timeout).ok().flatten()
+    }
+
     /// SIGTERM, then waits up to [`SHUTDOWN_TIMEOUT`]; `None` if it did not exit
     /// (it is then killed with SIGKILL).
     pub fn terminate(mut self) -> Option<ExitStatus> {
@@ -325,6 +331,15 @@ impl Mcstore {
             .prefix("mcstore-e2e-")
             .tempdir()
             .expect("create a temporary data directory");
+        Mcstore::start_in_at(data_dir, listen, args)
+    }
+
+    /// Like [`Mcstore::start_at`], on an existing data directory.
+    pub fn start_in_at(
+        data_dir: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+    ) -> Result<Mcstore, String> {
         let mut server = Mcstore {
             process: None,
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -437,6 +452,15 @@ impl Mcstore {
         }
     }
 
+    /// Waits up to `timeout` for the server to exit by itself (a node that
+    /// left its cluster); `None` if it still runs. Once it exited the server
+    /// is stopped (restartable), as after [`Mcstore::kill9`].
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = self.process.as_mut()?.wait_exit(timeout)?;
+        self.process = None;
+        Some(status)
+    }
+
     /// SIGTERM the server and wait for it; `None` if it had to be killed after
     /// [`SHUTDOWN_TIMEOUT`]. The data directory stays.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
@@ -449,6 +473,7 @@ impl Mcstore {
 
 pub mod cluster;
 pub mod faults;
+pub mod load;
 
 /// Picks a port that was free a moment ago by binding 127.0.0.1:0 and dropping the listener.
 pub fn free_port() -> u16 {
@@ -471,6 +496,12 @@ impl Memcached {
     /// Starts `memcached -u nobody -l 127.0.0.1 -p <free port> -U 0` and waits
     /// until it accepts connections (retrying on another port if it lost a race).
     pub fn start() -> Memcached {
+        Memcached::start_with(&[], &[])
+    }
+
+    /// Like [`Memcached::start`], with more arguments (e.g. `-S`, `-Y
+    /// <file>`) and environment variables (e.g. `SASL_CONF_PATH`).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Memcached {
         assert!(
             Path::new(Self::BINARY).is_file(),
             "{} is missing: these tests need a real memcached (apt-get install memcached)",
@@ -483,6 +514,8 @@ impl Memcached {
             let mut child = Command::new(Self::BINARY)
                 .args(["-u", "nobody", "-l", "127.0.0.1", "-U", "0", "-p"])
                 .arg(port.to_string())
+                .args(args)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -798,20 +831,29 @@ impl Client {
 /// relative to it), for at most `timeout`. Returns its combined output if it
 /// exited 0, or a description of the failure with that output.
 pub fn run_python(script: &str, args: &[String], timeout: Duration) -> Result<String, String> {
-    let mut child = std::process::Command::new("python3")
-        .arg(workspace_root().join(script))
+    let mut all = vec![workspace_root().join(script).display().to_string()];
+    all.extend_from_slice(args);
+    run_program("python3", &all, timeout)
+}
+
+/// Runs `program <args...>` from the workspace root for at most `timeout`.
+/// Returns its combined output if it exited 0, or a description of the
+/// failure with that output.
+pub fn run_program(program: &str, args: &[String], timeout: Duration) -> Result<String, String> {
+    let shown = format!("{program} {}", args.join(" "));
+    let mut child = std::process::Command::new(program)
         .args(args)
         .current_dir(workspace_root())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|err| format!("could not run python3 {script}: {err}"))?;
+        .map_err(|err| format!("could not run {shown}: {err}"))?;
     let output = CapturedOutput::default();
     output.drain_from(child.stdout.take().expect("stdout is piped"));
     output.drain_from(child.stderr.take().expect("stderr is piped"));
     let status = wait_with_timeout(&mut child, timeout)
-        .map_err(|err| format!("waiting for python3 {script}: {err}"))?;
+        .map_err(|err| format!("waiting for {shown}: {err}"))?;
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -821,9 +863,9 @@ pub fn run_python(script: &str, args: &[String], timeout: Duration) -> Result<St
     let text = output.text();
     match status {
         Some(status) if status.success() => Ok(text),
-        Some(status) => Err(format!("{script} failed with {status}:\n{text}")),
+        Some(status) => Err(format!("{shown} failed with {status}:\n{text}")),
         None => Err(format!(
-            "{script} did not finish within {timeout:?}:\n{text}"
+            "{shown} did not finish within {timeout:?}:\n{text}"
         )),
     }
 }

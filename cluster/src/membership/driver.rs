@@ -262,11 +262,27 @@ impl Driver {
                 if let Err(err) = result {
                     warn!(cause = %err, "identity change failed");
                 }
+                // foca only accepts messages addressed to its current
+                // identity (announcements excepted): members that changed
+                // identity at the same moment would keep talking past each
+                // other until the next periodic announce. Announcing the new
+                // identity to every member settles it at once.
+                let members: Vec<NodeId> =
+                    self.foca.iter_members().map(|m| m.id().clone()).collect();
+                for member in members {
+                    if let Err(err) = self.foca.announce(member, &mut self.runtime) {
+                        debug!(cause = %err, "announce failed");
+                    }
+                }
                 let _ = reply.send(Ok(()));
                 Flow::Continue
             }
             Command::Leave(reply) => {
                 self.start_leave(reply);
+                Flow::Continue
+            }
+            Command::Remove(member, reply) => {
+                let _ = reply.send(self.remove(&member));
                 Flow::Continue
             }
             Command::Shutdown => Flow::Stop,
@@ -552,6 +568,51 @@ impl Driver {
         self.down_sync_cursor = self.down_sync_cursor.wrapping_add(1);
         let to = active[self.down_sync_cursor % active.len()].clone();
         self.send_down_sync(&to);
+    }
+
+    /// Declares a dead member left on its behalf and tells every live
+    /// member at once (foca gossips it too, and down syncs carry it to the
+    /// members that are away).
+    fn remove(&mut self, member: &str) -> super::Result<()> {
+        let cannot = |reason| super::MembershipError::CannotRemove {
+            member: member.to_string(),
+            reason,
+        };
+        if *self.identity().addr == *member {
+            return Err(cannot("it is this node (use leave)"));
+        }
+        let known = self
+            .foca
+            .iter_membership_state()
+            .find(|m| *m.id().addr == *member)
+            .cloned()
+            .ok_or_else(|| cannot("it is not a member"))?;
+        if known.id().left {
+            return Ok(());
+        }
+        if known.state() != State::Down {
+            return Err(cannot(
+                "it is not dead (a live member leaves by itself; wait until it is seen dead)",
+            ));
+        }
+        let removed = NodeId {
+            left: true,
+            ..known.id().next_version()
+        };
+        info!(identity = ?removed, "removing a dead member");
+        let update = Member::new(removed, known.incarnation(), State::Down);
+        if let Err(err) = self
+            .foca
+            .apply_many(std::iter::once(update), true, &mut self.runtime)
+        {
+            warn!(cause = %err, "removing the member failed");
+            return Err(cannot("the membership refused the update"));
+        }
+        let active: Vec<NodeId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+        for peer in active {
+            self.send_down_sync(&peer);
+        }
+        Ok(())
     }
 
     fn start_leave(&mut self, reply: oneshot::Sender<LeaveOutcome>) {

@@ -23,8 +23,13 @@ pub const MAX_STATUS_LEN: usize = 32;
 /// The status word of a node that serves its share of the ring.
 pub const STATUS_READY: &str = "ready";
 
-/// The status word of a node that is still receiving its data.
+/// The status word of a node that is still receiving its data: not on the
+/// routing ring yet, already on the future one.
 pub const STATUS_JOINING: &str = "joining";
+
+/// The status word of a node handing its data over before it leaves: still
+/// on the routing ring, no longer on the future one.
+pub const STATUS_LEAVING: &str = "leaving";
 
 /// Checks a status word: 1 to [`MAX_STATUS_LEN`] bytes of ASCII letters,
 /// digits, `-`, `_` or `.`.

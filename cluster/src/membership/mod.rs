@@ -44,7 +44,9 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-pub use identity::{valid_status, MAX_ADVERTISE_LEN, MAX_STATUS_LEN, STATUS_JOINING, STATUS_READY};
+pub use identity::{
+    valid_status, MAX_ADVERTISE_LEN, MAX_STATUS_LEN, STATUS_JOINING, STATUS_LEAVING, STATUS_READY,
+};
 pub use view::{ring_from_view, Member, MemberState, MembershipView, ViewRingError};
 
 /// The largest foca packet (a datagram's body), in bytes: below a 1500-byte
@@ -83,6 +85,14 @@ pub enum MembershipError {
     /// [`Membership::shutdown`]).
     #[error("the membership task has stopped")]
     Stopped,
+    /// [`Membership::remove`] was asked to remove a member it cannot.
+    #[error("cannot remove {member}: {reason}")]
+    CannotRemove {
+        /// The member named.
+        member: String,
+        /// Why not.
+        reason: &'static str,
+    },
 }
 
 /// Result of the membership layer.
@@ -268,6 +278,7 @@ pub struct LeaveOutcome {
 enum Command {
     Update(Update, oneshot::Sender<Result<()>>),
     Leave(oneshot::Sender<LeaveOutcome>),
+    Remove(String, oneshot::Sender<Result<()>>),
     Shutdown,
 }
 
@@ -408,6 +419,21 @@ impl Membership {
             .send(Command::Leave(reply))
             .map_err(|_| MembershipError::Stopped)?;
         answer.await.map_err(|_| MembershipError::Stopped)
+    }
+
+    /// Removes a member that is dead for good: announces it as `left` on its
+    /// behalf (its identity one version later, marked left), so that every
+    /// member takes it off the ring, members that are away now included
+    /// (they get it with the dead and left members on their return). Only
+    /// a dead member can be removed; one that is alive leaves by itself. If
+    /// the removed node is ever started again, its new generation makes it
+    /// a member again.
+    pub async fn remove(&self, member: &str) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Remove(member.to_string(), reply))
+            .map_err(|_| MembershipError::Stopped)?;
+        answer.await.map_err(|_| MembershipError::Stopped)?
     }
 
     /// Stops the task without a goodbye and waits until it has released the

@@ -4,6 +4,7 @@
 //! forward   = 1 | id:u64 | request bytes   (one memcache request, exactly as a client sent it)
 //! reply     = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing)
 //! replicate = 3 | id:u64 | count:u32 | count * (key len:u32 | key | record len:u32 | record)
+//! transfer  = 4 | id:u64 | (as replicate)  (records of a range transfer)
 //! ```
 //!
 //! A `replicate` carries stored records (the storage layer's encoding, with
@@ -20,6 +21,7 @@ use thiserror::Error;
 const FORWARD: u8 = 1;
 const REPLY: u8 = 2;
 const REPLICATE: u8 = 3;
+const TRANSFER: u8 = 4;
 
 /// A stored record shipped to a replica: its key and encoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,9 @@ pub enum PeerMessage {
         id: u64,
         /// The records.
         records: Vec<ShippedRecord>,
+        /// Part of a range transfer (counted apart by the receiver: it is
+        /// how a joining node sees its progress), not of the change stream.
+        transfer: bool,
     },
 }
 
@@ -75,13 +80,17 @@ impl PeerMessage {
         let (kind, id, body) = match self {
             PeerMessage::Forward { id, request } => (FORWARD, *id, request),
             PeerMessage::Reply { id, reply } => (REPLY, *id, reply),
-            PeerMessage::Replicate { id, records } => {
+            PeerMessage::Replicate {
+                id,
+                records,
+                transfer,
+            } => {
                 let size: usize = records
                     .iter()
                     .map(|r| 8 + r.key.len() + r.record.len())
                     .sum();
                 let mut out = BytesMut::with_capacity(13 + size);
-                out.put_u8(REPLICATE);
+                out.put_u8(if *transfer { TRANSFER } else { REPLICATE });
                 out.put_u64_le(*id);
                 out.put_u32_le(records.len() as u32);
                 for record in records {
@@ -110,8 +119,12 @@ impl PeerMessage {
         match payload[0] {
             FORWARD => Ok(PeerMessage::Forward { id, request: body }),
             REPLY => Ok(PeerMessage::Reply { id, reply: body }),
-            REPLICATE => decode_records(&body)
-                .map(|records| PeerMessage::Replicate { id, records })
+            kind @ (REPLICATE | TRANSFER) => decode_records(&body)
+                .map(|records| PeerMessage::Replicate {
+                    id,
+                    records,
+                    transfer: kind == TRANSFER,
+                })
                 .ok_or(MessageError::Truncated(payload.len())),
             other => Err(MessageError::UnknownType(other)),
         }
@@ -158,6 +171,7 @@ mod tests {
     fn messages_round_trip_and_garbage_is_an_error() {
         let replicate = PeerMessage::Replicate {
             id: 3,
+            transfer: false,
             records: vec![
                 ShippedRecord {
                     key: Bytes::from_static(b"k1"),
@@ -179,6 +193,11 @@ mod tests {
         lying[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(PeerMessage::decode(Bytes::from(lying)).is_err());
         for message in [
+            PeerMessage::Replicate {
+                id: 4,
+                records: Vec::new(),
+                transfer: true,
+            },
             PeerMessage::Forward {
                 id: 7,
                 request: Bytes::from_static(b"get k\r\n"),

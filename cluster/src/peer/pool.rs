@@ -71,7 +71,7 @@ type ReplySender = oneshot::Sender<Result<Bytes, PeerError>>;
 /// What a request to a peer carries.
 enum Body {
     Forward(Bytes),
-    Replicate(Vec<ShippedRecord>),
+    Replicate(Vec<ShippedRecord>, bool),
 }
 
 struct Outgoing {
@@ -177,7 +177,22 @@ impl PeerPool {
         self.send(
             peer,
             SlotKey::Replication,
-            Body::Replicate(records),
+            Body::Replicate(records, false),
+            timeout,
+        )
+    }
+
+    /// As [`PeerPool::replicate`], for a batch of a range transfer.
+    pub fn transfer(
+        &self,
+        peer: &str,
+        records: Vec<ShippedRecord>,
+        timeout: Duration,
+    ) -> ForwardCall {
+        self.send(
+            peer,
+            SlotKey::Replication,
+            Body::Replicate(records, true),
             timeout,
         )
     }
@@ -302,9 +317,10 @@ async fn run_connection(
                                 id: outgoing.id,
                                 request,
                             },
-                            Body::Replicate(records) => PeerMessage::Replicate {
+                            Body::Replicate(records, transfer) => PeerMessage::Replicate {
                                 id: outgoing.id,
                                 records,
+                                transfer,
                             },
                         };
                         encode_frame(&mut buffer, &message.encode());

@@ -16,14 +16,26 @@ use mcstore_storage::{Expiry, Operation};
 
 /// The absolute expiry of a wire exptime at unix second `now`.
 pub fn expiry(exptime: i32, now: u64) -> Expiry {
-    Expiry::from_deadline(expires_at(i64::from(exptime), now))
+    expiry_of(i64::from(exptime), now)
+}
+
+/// [`expiry`] for any width of exptime (the binary protocol's are
+/// unsigned 32-bit).
+pub fn expiry_of(exptime: i64, now: u64) -> Expiry {
+    Expiry::from_deadline(expires_at(exptime, now))
 }
 
 /// memcached 1.6.18's `flush_all <delay>` deadline: `realtime(delay) - 1`,
 /// or `now - 1` without a (positive) delay. Items last written in a second
 /// at or before it are flushed from the deadline on.
 pub fn flush_deadline(delay: i32, now: u64) -> u64 {
-    match expires_at(i64::from(delay), now) {
+    flush_deadline_of(i64::from(delay), now)
+}
+
+/// [`flush_deadline`] for any width of delay (the binary protocol's is
+/// unsigned 32-bit).
+pub fn flush_deadline_of(delay: i64, now: u64) -> u64 {
+    match expires_at(delay, now) {
         Some(at) if delay > 0 => at.saturating_sub(1),
         _ => now.saturating_sub(1),
     }

@@ -18,11 +18,14 @@
 //! - [`render`]: outcomes and items become reply bytes;
 //! - [`count`]: memcached's counters, from outcomes;
 //! - [`stats_report`]: the `stats` groups.
+//! - [`scan`]: `mcstore_scan`, the bounded listing of this node's items.
 
+pub mod binary;
 pub mod count;
 pub mod lower;
 pub mod render;
 pub mod route;
+pub mod scan;
 pub mod stats_report;
 
 use std::collections::VecDeque;
@@ -358,6 +361,15 @@ impl Session {
             Request::Meta(meta) => {
                 let now = now();
                 self.meta(meta, now).await
+            }
+            Request::Cluster(command) => {
+                self.resolve_pending().await;
+                let reply = crate::rebalance::admin(self.cluster.as_ref(), command).await;
+                self.reply(reply).await;
+            }
+            Request::Scan(scan) => {
+                self.resolve_pending().await;
+                scan::render(&self.store, &scan, &mut self.output);
             }
             other => {
                 tracing::debug!(request = ?other, "unsupported request");

@@ -26,40 +26,71 @@ pub struct StatsReport<'a> {
     pub cluster: Option<&'a ClusterNode>,
 }
 
-fn stat(out: &mut BytesMut, name: &str, value: impl Display) {
-    Reply::Stat {
-        name: Bytes::copy_from_slice(name.as_bytes()),
-        value: Bytes::from(value.to_string()),
-    }
-    .encode(out);
+/// Statistics as names and values, in the order they are reported.
+pub type StatList = Vec<(String, String)>;
+
+fn stat(out: &mut StatList, name: &str, value: impl Display) {
+    out.push((name.to_string(), value.to_string()));
+}
+
+/// A group of statistics both protocols report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatGroup {
+    /// `stats`: memcached's general statistics.
+    General,
+    /// `stats settings`.
+    Settings,
+    /// `stats store`: mcstore's storage layer.
+    Store,
+    /// `stats cluster`: members, forwarding and replication.
+    Cluster,
 }
 
 impl StatsReport<'_> {
     /// Writes the reply to `stats [group]`.
     pub fn render(&self, stats: Stats, out: &mut BytesMut) {
-        match stats {
-            Stats::General => self.general(out),
-            Stats::Settings => self.settings(out),
+        let entries = match stats {
+            Stats::General => self.entries(StatGroup::General),
+            Stats::Settings => self.entries(StatGroup::Settings),
             Stats::Reset => {
                 self.shared.counters.reset();
                 Reply::Reset.encode(out);
                 return;
             }
             Stats::Group(group) => match &group[..] {
-                b"store" => self.store(out),
-                b"cluster" => self.cluster(out),
+                b"store" => self.entries(StatGroup::Store),
+                b"cluster" => self.entries(StatGroup::Cluster),
                 // Groups memcached has that mean nothing here: no slabs.
-                b"items" | b"slabs" | b"sizes" | b"conns" => {}
+                b"items" | b"slabs" | b"sizes" | b"conns" => StatList::new(),
                 _ => {
                     Reply::Error.encode(out);
                     return;
                 }
             },
+        };
+        for (name, value) in entries {
+            Reply::Stat {
+                name: Bytes::from(name),
+                value: Bytes::from(value),
+            }
+            .encode(out);
         }
         Reply::End.encode(out);
     }
 
-    fn general(&self, out: &mut BytesMut) {
+    /// The statistics of one group, in order.
+    pub fn entries(&self, group: StatGroup) -> StatList {
+        let mut out = StatList::new();
+        match group {
+            StatGroup::General => self.general(&mut out),
+            StatGroup::Settings => self.settings(&mut out),
+            StatGroup::Store => self.store(&mut out),
+            StatGroup::Cluster => self.cluster(&mut out),
+        }
+        out
+    }
+
+    fn general(&self, out: &mut StatList) {
         let shared = self.shared;
         let storage = self.store.stats();
         let now = std::time::SystemTime::now()
@@ -109,7 +140,7 @@ impl StatsReport<'_> {
         );
     }
 
-    fn settings(&self, out: &mut BytesMut) {
+    fn settings(&self, out: &mut StatList) {
         let node = self.node;
         let config = self.store.config();
         stat(out, "listen", &node.listen);
@@ -138,9 +169,16 @@ impl StatsReport<'_> {
         stat(out, "max_pending_writes", config.max_pending_writes);
         stat(out, "cas_enabled", "yes");
         stat(out, "flush_enabled", "yes");
+        let auth = if self.shared.auth.required() {
+            "yes"
+        } else {
+            "no"
+        };
+        stat(out, "auth_enabled_sasl", auth);
+        stat(out, "auth_enabled_ascii", auth);
     }
 
-    fn store(&self, out: &mut BytesMut) {
+    fn store(&self, out: &mut StatList) {
         let store = self.store;
         let stats = store.stats();
         let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -186,11 +224,12 @@ impl StatsReport<'_> {
 
 impl StatsReport<'_> {
     /// `stats cluster`: every member and its state (this node included),
-    /// the replica set size, the ring, and what this node forwarded. A node
+    /// every member's ketama weight (`weight:<addr>`), the replica set size, the ring, and what this node forwarded. A node
     /// without `--seeds` is a cluster of one.
-    fn cluster(&self, out: &mut BytesMut) {
+    fn cluster(&self, out: &mut StatList) {
         let Some(cluster) = self.cluster else {
             stat(out, &format!("node:{}", self.node.listen), "alive");
+            stat(out, &format!("weight:{}", self.node.listen), 1);
             stat(out, "replication_factor", 1);
             stat(out, "ring_nodes", 1);
             for name in ["forwarded", "forward_errors", "peer_rejected"] {
@@ -200,7 +239,20 @@ impl StatsReport<'_> {
         };
         let snapshot = cluster.topology.snapshot();
         for member in snapshot.view().members() {
-            stat(out, &format!("node:{}", member.advertise), member.state);
+            // A live member that is joining or leaving shows its status.
+            let live = matches!(
+                member.state,
+                mcstore_cluster::MemberState::Alive | mcstore_cluster::MemberState::Suspect
+            );
+            let name = format!("node:{}", member.advertise);
+            if live && member.status != mcstore_cluster::topology::STATUS_READY {
+                stat(out, &name, &member.status);
+            } else {
+                stat(out, &name, member.state);
+            }
+        }
+        for member in snapshot.view().members() {
+            stat(out, &format!("weight:{}", member.advertise), member.weight);
         }
         stat(out, "self", &cluster.advertise);
         stat(out, "replication_factor", snapshot.replication_factor());
@@ -225,7 +277,30 @@ impl StatsReport<'_> {
             stat(out, &format!("peer:{peer}:hints"), report.hints);
             stat(out, &format!("peer:{peer}:shipped"), report.shipped);
             stat(out, &format!("peer:{peer}:transferred"), report.transferred);
+            stat(out, &format!("peer:{peer}:transfer"), report.transfer);
+            stat(out, &format!("peer:{peer}:acked"), report.acked);
         }
+        stat(out, "change_seq", self.store.published_seq());
+        stat(
+            out,
+            "transfer_keys_done",
+            load(&counters.transfer_keys_received),
+        );
+        stat(
+            out,
+            "transfer_bytes_done",
+            load(&counters.transfer_bytes_received),
+        );
+        stat(
+            out,
+            "transfer_keys_sent",
+            reports.iter().map(|r| r.transferred).sum::<u64>(),
+        );
+        stat(
+            out,
+            "transfer_bytes_sent",
+            reports.iter().map(|r| r.transferred_bytes).sum::<u64>(),
+        );
         let storage = self.store.stats();
         stat(
             out,

@@ -27,7 +27,7 @@ use crate::flush::FlushState;
 use crate::handoff::{Completer, Queue, Taken};
 use crate::ops::{self, Operation, Outcome};
 use crate::stats::StorageStats;
-use crate::txn::{Batch, Counters, Txn};
+use crate::txn::{cas_sequence, cas_unique, Batch, Counters, Txn, MAX_CAS_SEQUENCE};
 use crate::version::{HybridClock, NodeId};
 use crate::wal::Wal;
 
@@ -88,9 +88,12 @@ impl CommitPipeline {
         checkpoint: Checkpoint,
     ) -> CommitPipeline {
         // Uniques never repeat: continue past the highest one ever logged,
-        // and past the wall clock in microseconds, so that even writes lost
-        // to power loss in the weaker sync modes cannot be reissued.
-        let next_cas = (checkpoint.cas_high + 1).max(wall.now_nanos() / 1_000);
+        // and past the wall clock (in 16 µs steps, which leaves room for the
+        // node's slot bits), so that even writes lost to power loss in the
+        // weaker sync modes cannot be reissued.
+        let next_cas = (cas_sequence(checkpoint.cas_high) + 1)
+            .max(wall.now_nanos() / 16_000)
+            .min(MAX_CAS_SEQUENCE);
         let clock = HybridClock::new(wall.clone(), checkpoint.clock_high, config.max_clock_skew);
         CommitPipeline {
             engine,
@@ -219,8 +222,8 @@ impl CommitPipeline {
             .changes
             .iter()
             .zip(batch.accounting.iter().copied())
-            .zip(batch.origins.iter().copied())
-            .map(|((change, accounting), origin)| (change, accounting, origin));
+            .zip(batch.provenances.iter().copied())
+            .map(|((change, accounting), provenance)| (change, accounting, provenance));
         let last_seq = self
             .wal
             .append(entries)
@@ -238,7 +241,9 @@ impl CommitPipeline {
                 .saturating_add_signed(accounting.tombstones);
         }
         checkpoint.applied_seq = last_seq;
-        checkpoint.cas_high = self.counters.next_cas - 1;
+        checkpoint.cas_high = checkpoint
+            .cas_high
+            .max(cas_unique(self.counters.next_cas - 1, self.counters.node));
         checkpoint.clock_high = self.counters.clock.last();
         if let Some(flush) = self.batch.flush {
             checkpoint.flush = flush;

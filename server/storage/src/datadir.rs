@@ -69,7 +69,7 @@ pub fn node_id(data_dir: &Path) -> Result<NodeId, StoreError> {
             .ok_or(StoreError::CorruptNodeId(path)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             let id = random_nonzero_u64().map_err(io_error(data_dir))?;
-            write_durably(data_dir, "NODE_ID", &format!("{id:016x}"))
+            write_file_durably(data_dir, "NODE_ID", format!("{id:016x}\n").as_bytes())
                 .map_err(io_error(data_dir))?;
             Ok(NodeId(id))
         }
@@ -102,20 +102,32 @@ pub fn check_engine(data_dir: &Path, requested: EngineKind) -> Result<(), StoreE
             requested,
         }),
         Some(_) if path.exists() => Ok(()),
-        _ => write_durably(data_dir, "ENGINE", requested.name()).map_err(io_error(data_dir)),
+        _ => write_file_durably(data_dir, "ENGINE", format!("{requested}\n").as_bytes())
+            .map_err(io_error(data_dir)),
     }
 }
 
-/// Writes `<dir>/<name>` (the text and a newline) so that it is either
-/// absent or complete after a crash: a temporary file, fsynced, renamed,
-/// and the directory fsynced.
-fn write_durably(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+/// Replaces `dir/name` with `contents` durably: a temporary file is written
+/// and fsynced, renamed over the old one, and the directory fsynced. A crash
+/// leaves the old file or the new one, never a torn one. Callers that write
+/// one name from several threads serialize the calls.
+pub fn write_file_durably(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
     let temporary = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&temporary)?;
-    writeln!(file, "{text}")?;
+    file.write_all(contents)?;
     file.sync_all()?;
     fs::rename(&temporary, dir.join(name))?;
     File::open(dir)?.sync_all()
+}
+
+/// Removes `dir/name` durably (the directory is fsynced); a file that is
+/// not there is not an error.
+pub fn remove_file_durably(dir: &Path, name: &str) -> io::Result<()> {
+    match fs::remove_file(dir.join(name)) {
+        Ok(()) => File::open(dir)?.sync_all(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 fn random_nonzero_u64() -> io::Result<u64> {

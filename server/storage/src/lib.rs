@@ -50,5 +50,5 @@ pub use error::{ReadError, StoreError, WriteError};
 pub use expiry::Expiry;
 pub use ops::{Operation, Outcome};
 pub use record::Record;
-pub use store::{Lookup, PendingWrite, Store};
+pub use store::{Lookup, PendingWrite, ScanPage, Store};
 pub use version::{NodeId, Timestamp, Version};

@@ -49,6 +49,16 @@ pub enum Lookup {
     Flushed,
 }
 
+/// One page of [`Store::scan_live`].
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    /// The live items, in key order.
+    pub items: Vec<(Bytes, Record)>,
+    /// The last key examined when more may follow (start the next page
+    /// after it); `None` when the scan is complete.
+    pub next: Option<Bytes>,
+}
+
 /// A write handed to the commit pipeline; await [`PendingWrite::outcome`].
 pub struct PendingWrite {
     completion: Completion<Answer>,
@@ -252,6 +262,44 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A page of the live items stored, for listing them: examines up to
+    /// `limit` stored records with keys after `after`, in key order, and
+    /// keeps the items a `get` would return (no tombstone, expired or
+    /// flushed item); stops early once the kept values hold `max_bytes`
+    /// (after at least one item). [`ScanPage::next`] is where the next page
+    /// starts, `None` when no key is left.
+    pub fn scan_live(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage, ReadError> {
+        let records = self.scan(after, limit)?;
+        let examined_all = records.len() < limit;
+        let now = self.clock.now_secs();
+        let flush = self.flush.get();
+        let mut page = ScanPage::default();
+        let mut bytes = 0;
+        let mut last = None;
+        for (key, record) in records {
+            last = Some(key.clone());
+            if record.is_tombstone()
+                || flush.hides(record.version, now)
+                || record.expiry.is_expired(now)
+            {
+                continue;
+            }
+            bytes += record.value.len();
+            page.items.push((key, record));
+            if bytes >= max_bytes {
+                page.next = last;
+                return Ok(page);
+            }
+        }
+        page.next = if examined_all { None } else { last };
+        Ok(page)
     }
 
     /// Hands a write to the commit pipeline, waiting for room if too many

@@ -21,7 +21,7 @@ use crate::flush::FlushMarkers;
 use crate::record::{CorruptRecord, Record};
 use crate::stats::StorageStats;
 use crate::version::{ClockSkew, HybridClock, NodeId, Version};
-use crate::wal::{Accounting, Origin};
+use crate::wal::{Accounting, Origin, Provenance};
 
 /// What a key holds, as a read-modify-write sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,7 @@ pub struct Batch {
     pub(crate) overlay: HashMap<Bytes, Slot>,
     pub(crate) changes: Vec<Change>,
     pub(crate) accounting: Vec<Accounting>,
-    pub(crate) origins: Vec<Origin>,
+    pub(crate) provenances: Vec<Provenance>,
     pub(crate) flush: Option<FlushMarkers>,
     /// Items with an expiry this batch writes (counted once it is applied,
     /// so that the reclaimer never looks for them before they are there).
@@ -104,7 +104,7 @@ impl Batch {
         self.overlay.clear();
         self.changes.clear();
         self.accounting.clear();
-        self.origins.clear();
+        self.provenances.clear();
         self.flush = None;
         self.expiring_writes = 0;
     }
@@ -115,10 +115,30 @@ impl Batch {
     }
 }
 
+/// Low bits of every cas unique this node hands out: its slot, from its
+/// node id, so that two nodes' uniques differ even when their counters
+/// meet (each observes the other's records and moves past them).
+pub const CAS_SLOT_BITS: u32 = 16;
+
+/// The largest counter value (one whose unique still fits 64 bits). A
+/// client's explicit `E<cas>` can be any number, and a counter that moved
+/// past a huge one stops here rather than wrap.
+pub const MAX_CAS_SEQUENCE: u64 = u64::MAX >> CAS_SLOT_BITS;
+
+/// The cas unique of counter value `sequence` on the node with `node`.
+pub fn cas_unique(sequence: u64, node: NodeId) -> u64 {
+    (sequence.min(MAX_CAS_SEQUENCE) << CAS_SLOT_BITS) | (node.0 & ((1 << CAS_SLOT_BITS) - 1))
+}
+
+/// The counter value of a cas unique.
+pub fn cas_sequence(cas: u64) -> u64 {
+    cas >> CAS_SLOT_BITS
+}
+
 /// Counters that hand out cas uniques and versions: the commit pipeline's
 /// own state, lent to each transaction.
 pub struct Counters {
-    /// The next cas unique.
+    /// The next cas counter value (see [`cas_unique`]).
     pub next_cas: u64,
     /// The node's hybrid clock.
     pub clock: HybridClock,
@@ -165,8 +185,8 @@ impl Txn<'_> {
 
     /// The next cas unique.
     pub fn new_cas(&mut self) -> u64 {
-        let cas = self.counters.next_cas;
-        self.counters.next_cas += 1;
+        let cas = cas_unique(self.counters.next_cas, self.counters.node);
+        self.counters.next_cas = (self.counters.next_cas + 1).min(MAX_CAS_SEQUENCE);
         cas
     }
 
@@ -182,7 +202,11 @@ impl Txn<'_> {
     /// refuses a version too far in the future.
     pub fn observe(&mut self, record: &Record) -> Result<(), ClockSkew> {
         self.counters.clock.observe(record.version.timestamp)?;
-        self.counters.next_cas = self.counters.next_cas.max(record.cas.saturating_add(1));
+        self.counters.next_cas = self
+            .counters
+            .next_cas
+            .max(cas_sequence(record.cas).saturating_add(1))
+            .min(MAX_CAS_SEQUENCE);
         Ok(())
     }
 
@@ -197,7 +221,7 @@ impl Txn<'_> {
         self.record(
             Change::Flush(markers),
             Accounting::default(),
-            Origin::Housekeeping,
+            Provenance::of(Origin::Housekeeping),
         );
     }
 
@@ -302,7 +326,10 @@ impl Txn<'_> {
                 bytes: -bytes,
                 tombstones: -tombstones,
             },
-            Origin::Housekeeping,
+            Provenance {
+                origin: Origin::Housekeeping,
+                previous: slot.version(),
+            },
         );
         self.batch.overlay.insert(key.clone(), Slot::EMPTY);
     }
@@ -330,14 +357,17 @@ impl Txn<'_> {
                 bytes: bytes - bytes_before,
                 tombstones: tombstones - tombstones_before,
             },
-            origin,
+            Provenance {
+                origin,
+                previous: slot.version(),
+            },
         );
         self.batch.overlay.insert(key.clone(), new_slot);
     }
 
-    fn record(&mut self, change: Change, accounting: Accounting, origin: Origin) {
+    fn record(&mut self, change: Change, accounting: Accounting, provenance: Provenance) {
         self.batch.changes.push(change);
         self.batch.accounting.push(accounting);
-        self.batch.origins.push(origin);
+        self.batch.provenances.push(provenance);
     }
 }

@@ -74,9 +74,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let minutes: f64 = args.next().map_or(3.0, |m| m.parse().expect("minutes"));
     let writers: usize = args.next().map_or(4, |w| w.parse().expect("writers"));
-    let seed: u64 = args
-        .next()
-        .map_or_else(|| std::process::id() as u64 * 0x9e37_79b9, |s| s.parse().expect("seed"));
+    let seed: u64 = args.next().map_or_else(
+        || std::process::id() as u64 * 0x9e37_79b9,
+        |s| s.parse().expect("seed"),
+    );
     println!("chaos: {minutes} minutes, {writers} writers, seed {seed}");
     let mut node_args = FAST_DETECTION.to_vec();
     node_args.extend_from_slice(&["--replica-reads", "--peer-timeout", "500ms"]);
@@ -162,7 +163,9 @@ fn main() {
         thread.join().expect("writer");
     }
     let cluster = cluster.lock().unwrap();
-    println!("faults done ({faults}); waiting for the cluster to converge and replication to catch up");
+    println!(
+        "faults done ({faults}); waiting for the cluster to converge and replication to catch up"
+    );
     cluster.wait_converged();
     cluster.wait_replicated();
 

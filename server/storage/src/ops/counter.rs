@@ -72,6 +72,11 @@ pub(super) fn evaluate(op: &CounterOp, txn: &mut Txn<'_>) -> Result<Outcome, Wri
             (initial, record, true, false, 0)
         }
         Some(old) => {
+            // memcached's do_add_delta refuses an empty value before it
+            // compares the cas, and any other value after.
+            if old.value.is_empty() {
+                return Ok(Outcome::NonNumeric);
+            }
             if op.compare_cas.is_some_and(|cas| cas != 0 && cas != old.cas) {
                 return Ok(Outcome::Exists);
             }

@@ -1,6 +1,6 @@
 //! `flush_all`, and the removals nobody asked a reply for: a `set` over the
 //! size limit removing the old value, the reclaimer's expired and flushed
-//! items, the purger's old tombstones.
+//! items, the purger's old tombstones, records handed over to new replicas.
 
 use bytes::Bytes;
 
@@ -59,6 +59,19 @@ pub(super) fn purge(
 ) -> Result<Outcome, WriteError> {
     let slot = txn.slot(key)?;
     if matches!(&slot.stored, Stored::Tombstone(record) if record.version == version) {
+        txn.remove(key, &slot);
+    }
+    Ok(Outcome::Done)
+}
+
+/// Drops a record (item or tombstone) if the key still holds that version.
+pub(super) fn discard(
+    key: &Bytes,
+    version: Version,
+    txn: &mut Txn<'_>,
+) -> Result<Outcome, WriteError> {
+    let slot = txn.slot(key)?;
+    if slot.version() == Some(version) {
         txn.remove(key, &slot);
     }
     Ok(Outcome::Done)

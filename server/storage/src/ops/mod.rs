@@ -84,6 +84,15 @@ pub enum Operation {
         /// The tombstone's version.
         version: Version,
     },
+    /// Housekeeping: drop a record this node no longer replicates (the ring
+    /// changed and its new replicas have it) if the key still holds that
+    /// version. Leaves no trace and is never shipped.
+    Discard {
+        /// The key.
+        key: Bytes,
+        /// The version that was handed over.
+        version: Version,
+    },
 }
 
 impl Operation {
@@ -97,7 +106,8 @@ impl Operation {
             Operation::Remove { key }
             | Operation::Apply { key, .. }
             | Operation::Reclaim { key, .. }
-            | Operation::Purge { key, .. } => Some(key),
+            | Operation::Purge { key, .. }
+            | Operation::Discard { key, .. } => Some(key),
             Operation::FlushAll { .. } => None,
         }
     }
@@ -252,5 +262,6 @@ pub fn evaluate(op: &Operation, txn: &mut Txn<'_>) -> Result<Outcome, WriteError
         Operation::Apply { key, record } => apply::evaluate(key, record, txn),
         Operation::Reclaim { key, version } => housekeeping::reclaim(key, *version, txn),
         Operation::Purge { key, version } => housekeeping::purge(key, *version, txn),
+        Operation::Discard { key, version } => housekeeping::discard(key, *version, txn),
     }
 }

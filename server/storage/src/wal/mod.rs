@@ -19,7 +19,8 @@
 //! corruption and stops the node.
 //!
 //! A payload is `[seq: u64][kind: u8][items: i64][bytes: i64]`, for this
-//! release's kinds `[tombstones: i64]`, then `[key length: u32][key][body]`.
+//! release's kinds `[tombstones: i64][previous: u8 flag, timestamp: u64,
+//! node: u64]`, then `[key length: u32][key][body]`.
 //! Kinds 1-3 are the frames of earlier releases (put, delete, flush with
 //! nanosecond markers); this release writes 4-7 (a client's put, a put
 //! applied from a replica, a housekeeping removal, a flush).
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 
 use crate::engine::Change;
 use crate::flush::FlushMarkers;
+use crate::version::{NodeId, Timestamp, Version};
 
 /// How a change moves the node's item, byte and tombstone counts (the
 /// `curr_items` and `bytes` statistics), recorded with it so that replay
@@ -67,6 +69,27 @@ pub enum Origin {
     Housekeeping,
 }
 
+/// Where a change came from and what it replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provenance {
+    /// Where it came from.
+    pub origin: Origin,
+    /// The version of what the key held before (an item or a tombstone),
+    /// if anything readable: what a consumer keeping digests of the stored
+    /// versions takes out before it puts the new one in.
+    pub previous: Option<Version>,
+}
+
+impl Provenance {
+    /// A change with no record of what it replaced.
+    pub fn of(origin: Origin) -> Provenance {
+        Provenance {
+            origin,
+            previous: None,
+        }
+    }
+}
+
 /// One change with its place in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -78,6 +101,9 @@ pub struct LogEntry {
     pub accounting: Accounting,
     /// Where it came from.
     pub origin: Origin,
+    /// The version the key held before (not recorded by frames of earlier
+    /// releases).
+    pub previous: Option<Version>,
 }
 
 /// Errors of the log.
@@ -356,14 +382,20 @@ impl Wal {
     /// synced) and returns the last sequence number used.
     pub fn append<'a>(
         &mut self,
-        changes: impl IntoIterator<Item = (&'a Change, Accounting, Origin)>,
+        changes: impl IntoIterator<Item = (&'a Change, Accounting, Provenance)>,
     ) -> Result<u64, WalError> {
         if self.active_len >= self.segment_limit {
             self.roll()?;
         }
         self.buffer.clear();
-        for (change, accounting, origin) in changes {
-            encode_frame(&mut self.buffer, self.next_seq, change, accounting, origin);
+        for (change, accounting, provenance) in changes {
+            encode_frame(
+                &mut self.buffer,
+                self.next_seq,
+                change,
+                accounting,
+                provenance,
+            );
             self.next_seq += 1;
         }
         let end = self.active_len + self.buffer.len() as u64;
@@ -431,8 +463,9 @@ fn encode_frame(
     seq: u64,
     change: &Change,
     accounting: Accounting,
-    origin: Origin,
+    provenance: Provenance,
 ) {
+    let origin = provenance.origin;
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -446,6 +479,10 @@ fn encode_frame(
     out.extend_from_slice(&accounting.items.to_le_bytes());
     out.extend_from_slice(&accounting.bytes.to_le_bytes());
     out.extend_from_slice(&accounting.tombstones.to_le_bytes());
+    let previous = provenance.previous.unwrap_or_default();
+    out.push(u8::from(provenance.previous.is_some()));
+    out.extend_from_slice(&previous.timestamp.0.to_le_bytes());
+    out.extend_from_slice(&previous.node.0.to_le_bytes());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
     if let Change::Flush(markers) = change {
@@ -479,7 +516,19 @@ fn decode_payload(payload: &[u8]) -> Result<LogEntry, FrameError> {
         bytes: u64_at(17)? as i64,
         tombstones: if legacy { 0 } else { u64_at(25)? as i64 },
     };
-    let key_at = if legacy { 25 } else { 33 };
+    let previous = if legacy {
+        None
+    } else {
+        let present = *payload
+            .get(33)
+            .ok_or(FrameError::ShortPayload(payload.len()))?;
+        let version = Version {
+            timestamp: Timestamp(u64_at(34)?),
+            node: NodeId(u64_at(42)?),
+        };
+        (present == 1).then_some(version)
+    };
+    let key_at = if legacy { 25 } else { 50 };
     let key_len = payload
         .get(key_at..key_at + 4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
@@ -513,6 +562,7 @@ fn decode_payload(payload: &[u8]) -> Result<LogEntry, FrameError> {
         change,
         accounting,
         origin,
+        previous,
     })
 }
 

@@ -12,8 +12,12 @@ fn put(key: &str, value: &str) -> Change {
     }
 }
 
-fn client(change: &Change) -> (&Change, Accounting, Origin) {
-    (change, Accounting::default(), Origin::Client)
+fn client(change: &Change) -> (&Change, Accounting, Provenance) {
+    (
+        change,
+        Accounting::default(),
+        Provenance::of(Origin::Client),
+    )
 }
 
 /// Where the frames of a segment end and its zero-filled space begins
@@ -70,9 +74,25 @@ fn appended_entries_replay_in_order_after_the_given_sequence() {
         bytes: 10,
         tombstones: -1,
     };
-    let origins = [Origin::Client, Origin::Housekeeping, Origin::Replica];
+    let previous = Version {
+        timestamp: Timestamp(77),
+        node: NodeId(5),
+    };
+    let provenances = [
+        Provenance::of(Origin::Client),
+        Provenance {
+            origin: Origin::Housekeeping,
+            previous: Some(previous),
+        },
+        Provenance::of(Origin::Replica),
+    ];
     let last = wal
-        .append(changes.iter().zip(origins).map(|(c, o)| (c, accounting, o)))
+        .append(
+            changes
+                .iter()
+                .zip(provenances)
+                .map(|(c, p)| (c, accounting, p)),
+        )
         .unwrap();
     assert_eq!(last, 3);
     wal.sync().unwrap();
@@ -82,7 +102,9 @@ fn appended_entries_replay_in_order_after_the_given_sequence() {
     assert_eq!(seen[1].change, changes[2]);
     assert_eq!(seen[1].accounting, accounting);
     assert_eq!(seen[0].origin, Origin::Housekeeping);
+    assert_eq!(seen[0].previous, Some(previous));
     assert_eq!(seen[1].origin, Origin::Replica);
+    assert_eq!(seen[1].previous, None);
     assert_eq!(wal.next_seq(), 4);
 }
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Issue-15 throughput figures: libmemcached's memcaslap in its text and its
+# binary mode (-B) against memcached and mcstore (--sync always and
+# periodic), interleaved in one run, medians of N runs.
+#
+#   bash benches/scripts/binary_vs_text.sh [runs=3] [seconds=4]
+#
+# Each measurement: memcaslap -s 127.0.0.1:PORT -T 2 -c 32 -t <seconds>s
+# -F <config> [-B], keys of 64 bytes, values of 100 bytes, a set-only and a
+# 90% get workload. Needs memcached and libmemcached-tools (apt-get install
+# memcached libmemcached-tools) and a release build (cargo build --release
+# -p mcstore-server).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}
+secs=${2:-4}
+bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+cfg() { # $1 = set proportion, $2 = get proportion
+    printf 'key\n64 64 1\nvalue\n100 100 1\ncmd\n0 %s\n1 %s\n' "$1" "$2" > "$work/cfg-$1"
+    echo "$work/cfg-$1"
+}
+set_only=$(cfg 1 0)
+mixed=$(cfg 0.1 0.9)
+
+declare -A ports
+ports[memcached]=$(free_port)
+memcached -u nobody -l 127.0.0.1 -p "${ports[memcached]}" -U 0 -t 2 -m 1024 & pids+=($!)
+wait_port "${ports[memcached]}"
+for mode in always periodic; do
+    ports[$mode]=$(free_port)
+    "$bin" --listen 127.0.0.1:"${ports[$mode]}" --data-dir "$work/data-$mode" --sync "$mode" >/dev/null 2>"$work/log-$mode" & pids+=($!)
+    wait_port "${ports[$mode]}"
+done
+
+tps() { # $1 = port, $2 = config, $3 = text|binary
+    local flag=()
+    [ "$3" = binary ] && flag=(-B)
+    memcaslap -s 127.0.0.1:"$1" -T 2 -c 32 -t "${secs}s" -F "$2" "${flag[@]}" 2>&1 | awk '/^Run time:/ {for (i=1;i<=NF;i++) if ($i=="TPS:") print $(i+1)}' | tail -1
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A results
+for workload in set_only mixed; do
+    config=${!workload}
+    for run in $(seq "$runs"); do
+        for target in memcached always periodic; do
+            for protocol in text binary; do
+                t=$(tps "${ports[$target]}" "$config" "$protocol")
+                results[$workload,$target,$protocol]+="$t "
+                echo "run $run $workload $target $protocol: $t ops/s" >&2
+            done
+        done
+    done
+done
+
+echo "| workload | server | text ops/s | binary ops/s | binary / text | binary / memcached binary |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for workload in set_only mixed; do
+    mc_binary=$(median ${results[$workload,memcached,binary]})
+    for target in memcached always periodic; do
+        text=$(median ${results[$workload,$target,text]})
+        binary=$(median ${results[$workload,$target,binary]})
+        name=memcached; [ "$target" != memcached ] && name="mcstore --sync $target"
+        printf '| %s | %s | %s | %s | %.2f | %.2f |\n' "$workload" "$name" "$text" "$binary" \
+            "$(echo "$binary/$text" | bc -l)" "$(echo "$binary/$mc_binary" | bc -l)"
+    done
+done
