@@ -4,11 +4,15 @@
 #
 #   bash tests/run.sh
 #
-# Needs: cargo (stable), python3 with pip, and apt-get (Debian) for memcached,
-# redis-server (the comparison test also uses redis-benchmark), nutcracker
+# Needs: cargo (Rust 1.88 or later), python3 with pip, apt-get (Debian) run as
+# root or through sudo, and network access to crates.io, PyPI and Debian's
+# archive. Installs: memcached and redis-server (the differential and
+# comparison tests; the comparison also uses redis-benchmark), nutcracker
 # (twemproxy, in front of a cluster), the binary-protocol clients (Dalli,
-# php-memcached, libmemcached-tools) and sasl2-bin (saslpasswd2, for
-# memcached's SASL in the SASL test).
+# php-memcached, libmemcached-tools), sasl2-bin (saslpasswd2, for memcached's
+# SASL in the SASL test), prometheus (promtool, to lint the metrics
+# endpoint), systemd and man-db (systemd-analyze verify of
+# dist/mcstore.service, which also looks up its man page), and pymemcache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +22,7 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-step "installing test dependencies (memcached, redis-server, nutcracker and the binary-protocol clients from Debian, pymemcache from PyPI)"
+step "installing test dependencies (memcached, redis-server, nutcracker, the binary-protocol clients, prometheus, systemd and man-db from Debian; pymemcache from PyPI)"
 # Debian packages and a command or file each provides.
 packages=(
     "memcached:memcached"
@@ -30,6 +34,9 @@ packages=(
     "php-memcached:/usr/share/doc/php-memcached"
     "libmemcached-tools:memccapable"
     "sasl2-bin:/usr/sbin/saslpasswd2"
+    "prometheus:promtool"
+    "systemd:systemd-analyze"
+    "man-db:man"
 )
 missing=()
 for entry in "${packages[@]}"; do
@@ -49,6 +56,8 @@ memcached -V
 redis-server --version
 ruby -e 'require "dalli"; puts "dalli #{Dalli::VERSION}"'
 php -r 'echo "php-memcached ", phpversion("memcached"), "\n";'
+promtool --version 2>&1 | head -1
+systemd-analyze --version | head -1
 if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
     python3 -m pip install --quiet pymemcache
 fi

@@ -68,7 +68,7 @@ status)
         state=stopped; kill -0 "$(cat "$pidfile")" 2>/dev/null && state="running (pid $(cat "$pidfile"))"
         echo "$node: $state"
     done
-    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$dir/node1.log" 2>/dev/null | tail -1 | cut -d: -f2 || true)
+    port=$(grep -o 'listening on addr=127.0.0.1:[0-9]*' "$dir/node1.log" 2>/dev/null | tail -1 | cut -d: -f2 || true)
     [ -n "$port" ] && ask "$port" "stats cluster" || true
     ;;
 stop)

@@ -19,6 +19,8 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+# mcstore is ready once it logs its `listening on addr=...` event on stderr.
+wait_logged() { for _ in $(seq 200); do grep -q ' listening on addr=' "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "mcstore never listened:" >&2; cat "$1" >&2; return 1; }
 
 cfg() { # $1 = set proportion, $2 = get proportion
     printf 'key\n64 64 1\nvalue\n100 100 1\ncmd\n0 %s\n1 %s\n' "$1" "$2" > "$work/cfg-$1"
@@ -35,7 +37,7 @@ for mode in always periodic; do
     ports[$mode]=$(free_port)
     # shellcheck disable=SC2086
     "$bin" --listen 127.0.0.1:"${ports[$mode]}" --data-dir "$work/data-$mode" --sync "$mode" ${MCSTORE_FLAGS:-} >/dev/null 2>"$work/log-$mode" & pids+=($!)
-    wait_port "${ports[$mode]}"
+    wait_logged "$work/log-$mode"
 done
 
 tps() { # $1 = port, $2 = config

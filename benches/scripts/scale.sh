@@ -20,15 +20,14 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts mcstore on $work/data-$1 (sync mode $2); sets $pid, $port and
-# $start_ms (milliseconds from exec to the "listening" line).
+# $start_ms (milliseconds from exec to its "listening on" log event).
 start() {
     port=$(free_port)
-    rm -f "$work/out" # the last node's "listening on" must not count
     local t0=$(date +%s%N)
     # shellcheck disable=SC2086
-    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" ${MCSTORE_FLAGS:-} >"$work/out" 2>>"$work/log" &
+    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" ${MCSTORE_FLAGS:-} >/dev/null 2>"$work/log" &
     pid=$!
-    until grep -q "listening on" "$work/out" 2>/dev/null; do
+    until grep -q " listening on addr=" "$work/log" 2>/dev/null; do
         kill -0 "$pid" 2>/dev/null || { echo "mcstore died:"; tail "$work/log"; exit 1; }
         sleep 0.01
     done
@@ -57,7 +56,6 @@ for n in "$@"; do
     "$bench" --servers 127.0.0.1:"$port" --connections 32 --pipeline 16 --workload get --keys "$n" \
         --key-size 64 --value-size 100 --prefill --duration 0.1 --quiet --json >/dev/null
     load_s=$(( $(date +%s) - t0 ))
-    : >"$work/log"
     stop
     load_stop_ms=$stop_ms
     # Measure in the default mode, after a restart.

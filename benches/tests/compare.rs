@@ -1,11 +1,17 @@
 //! End to end: `mcstore-compare --quick` against a real memcached, the
 //! release mcstore (`MCSTORE_BIN` or `<workspace>/target/release/mcstore`)
-//! and a real Redis on loopback, checking the report and the chart.
+//! and a real Redis on loopback, run from the workspace root with the
+//! default output directory: it writes the report, the chart and the
+//! summary under `target/mcstore-compare/` and leaves the published report
+//! in docs/ untouched.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mcstore_e2e::mcstore_binary;
+use mcstore_e2e::{mcstore_binary, workspace_root};
+
+/// The published report a smoke run must not touch.
+const PUBLISHED: &[&str] = &["docs/compare.md", "docs/compare.svg", "docs/benchmarks.md"];
 
 #[test]
 fn quick_comparison_writes_a_row_per_system_and_an_svg() {
@@ -20,22 +26,23 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
             "{program} is missing (apt-get install memcached redis-server)"
         );
     }
-    // Removed when dropped, also when an assertion fails.
-    let temp = tempfile::Builder::new()
-        .prefix("mcstore-compare-test-")
-        .tempdir()
-        .expect("create a temporary directory");
-    let dir = temp.path();
-    let out = dir.join("report.md");
-    let svg = dir.join("report.svg");
-    // The summary goes into `benchmarks.md` beside the report, keeping what
-    // is written around it.
+    let root = workspace_root();
+    let published_before: Vec<Vec<u8>> = PUBLISHED
+        .iter()
+        .map(|path| std::fs::read(root.join(path)).expect("the published report exists"))
+        .collect();
+    let dir = root.join("target/mcstore-compare");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("compare.md");
+    let svg = dir.join("compare.svg");
+    // The summary goes into `benchmarks.md` in the output directory,
+    // keeping what is written around it.
     let summary = dir.join("benchmarks.md");
     std::fs::write(&summary, "# Benchmarks\n\nHand-written text.\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcstore-compare"))
+        .current_dir(&root)
         .arg("--quick")
-        .arg("--out")
-        .arg(&out)
         .arg("--mcstore-bin")
         .arg(mcstore_binary())
         .arg("--bench-bin")
@@ -101,7 +108,7 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
     assert!(report.contains("`redis-server --version`: Redis server v="));
     assert!(report.contains("--appendfsync always") && report.contains("--appendfsync everysec"));
     assert!(
-        report.contains("(report.svg)"),
+        report.contains("(compare.svg)"),
         "the report links its chart"
     );
 
@@ -130,7 +137,7 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
         );
         assert!(row.contains(" (1.00) |"), "memcached's ratio is 1: {row}");
     }
-    assert!(summary.contains("](report.md)") && summary.contains("](report.svg)"));
+    assert!(summary.contains("](compare.md)") && summary.contains("](compare.svg)"));
     assert_eq!(summary.matches("mcstore-compare summary: begin").count(), 1);
 
     let chart = std::fs::read_to_string(&svg).expect("the chart was written");
@@ -151,4 +158,23 @@ fn quick_comparison_writes_a_row_per_system_and_an_svg() {
             "{system} missing from the chart legend"
         );
     }
+    for (path, before) in PUBLISHED.iter().zip(&published_before) {
+        let after = std::fs::read(root.join(path)).unwrap();
+        assert!(&after == before, "the smoke run changed {path}");
+    }
+}
+
+#[test]
+fn help_shows_the_comparison_tool() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mcstore-compare"))
+        .arg("--help")
+        .output()
+        .expect("run mcstore-compare --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        help.starts_with("Compare mcstore with memcached and Redis"),
+        "{help}"
+    );
+    assert!(help.contains("--publish") && help.contains("target/mcstore-compare"));
 }

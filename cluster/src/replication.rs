@@ -654,10 +654,17 @@ impl Replicator {
     async fn hand_over(self: Arc<Replicator>) {
         let mut changes = self.topology.watch();
         let mut swept: Option<u64> = None;
+        let mut last_seen: Option<u64> = None;
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
             let snapshot = self.topology.snapshot();
             let wanted = placement(&snapshot);
+            // A placement seen again after another one (a join that ended
+            // where it started, a wiped member back) needs a new sweep.
+            if last_seen != Some(wanted) {
+                last_seen = Some(wanted);
+                swept = None;
+            }
             if swept == Some(wanted) || snapshot.changing() {
                 continue;
             }
@@ -685,10 +692,6 @@ impl Replicator {
             };
             if !all_covered {
                 continue;
-            }
-            if swept.is_none() {
-                // The first placement this process sees: nothing was handed
-                // over yet by it, but a restart may have left records.
             }
             let dropped = match self.drop_unreplicated(&snapshot, &me).await {
                 Ok(dropped) => dropped,

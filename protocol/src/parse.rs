@@ -23,7 +23,8 @@ use nom::IResult;
 
 use crate::reply::Reply;
 use crate::request::{
-    Arithmetic, Delete, FlushAll, Get, Request, Stats, Store, StoreMode, Touch, Verbosity,
+    Arithmetic, Delete, FlushAll, Get, Request, Slabs, Stats, Store, StoreMode, Touch, Verbosity,
+    Watch,
 };
 use crate::{meta, number, Limits, MAX_KEY_LENGTH};
 
@@ -337,8 +338,20 @@ fn dispatch(
             _ if ntokens == 2 => Stats::General,
             b"settings" => Stats::Settings,
             b"reset" => Stats::Reset,
+            // memcached reads the word after `detail` only with 4+ tokens.
+            b"detail" => {
+                Stats::Detail((ntokens >= 4).then(|| Bytes::copy_from_slice(tokens.get(2))))
+            }
             group => Stats::Group(Bytes::copy_from_slice(group)),
         })),
+        b"watch" => Frame::Request(Request::Watch(Watch {
+            words: tokens.as_slice()[1..]
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w))
+                .collect(),
+            noreply: tokens.last() == b"noreply",
+        })),
+        b"slabs" => parse_slabs(tokens),
         _ => {
             // memcached only looks for HTTP when the first byte matches none
             // of its command families (a wrong token count is plain ERROR).
@@ -546,6 +559,61 @@ fn parse_flush_all(tokens: &Tokens<'_>) -> Frame {
         }
     }
     Frame::Request(Request::FlushAll(FlushAll { delay, noreply }))
+}
+
+/// `slabs`: memcached's `process_slabs_command` and its automove checks.
+fn parse_slabs(tokens: &Tokens<'_>) -> Frame {
+    let ntokens = tokens.ntokens();
+    let noreply = tokens.last() == b"noreply";
+    match tokens.get(1) {
+        b"reassign" if ntokens == 5 => {
+            match (
+                number::parse_i32(tokens.get(2)),
+                number::parse_i32(tokens.get(3)),
+            ) {
+                (Some(source), Some(destination)) => {
+                    Frame::Request(Request::Slabs(Slabs::Reassign {
+                        source,
+                        destination,
+                    }))
+                }
+                _ => reject(BAD_FORMAT, false),
+            }
+        }
+        b"automove" if ntokens >= 4 => {
+            let word = tokens.get(2);
+            if word == b"ratio" {
+                let ratio = tokens.get(3);
+                let valid = ntokens >= 5
+                    && std::str::from_utf8(ratio)
+                        .ok()
+                        .and_then(|r| r.trim().parse::<f64>().ok())
+                        .is_some();
+                return if valid {
+                    Frame::Request(Request::Slabs(Slabs::AutomoveRatio {
+                        ratio: Bytes::copy_from_slice(ratio),
+                        noreply,
+                    }))
+                } else {
+                    Frame::Rejected {
+                        reply: Reply::Error,
+                        noreply,
+                    }
+                };
+            }
+            match number::parse_u32(word) {
+                None => reject(BAD_FORMAT, noreply),
+                Some(level @ 0..=2) => {
+                    Frame::Request(Request::Slabs(Slabs::Automove { level, noreply }))
+                }
+                Some(_) => Frame::Rejected {
+                    reply: Reply::Error,
+                    noreply,
+                },
+            }
+        }
+        _ => ERROR,
+    }
 }
 
 fn parse_verbosity(tokens: &Tokens<'_>) -> Frame {

@@ -42,6 +42,46 @@ pub enum Request {
     /// `mcstore_scan <limit> [<after>]`: mcstore's key listing (see
     /// [`crate::scan`]).
     Scan(crate::scan::Scan),
+    /// `watch [event class]*`: stream log lines on this connection.
+    Watch(Watch),
+    /// `slabs automove <0|1|2>` and `slabs reassign <src> <dst>`.
+    Slabs(Slabs),
+}
+
+/// `watch [fetchers|mutations|evictions|...]*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The words after `watch`, as sent (a trailing `noreply` included, as
+    /// memcached reads them).
+    pub words: Vec<Bytes>,
+    /// The last token was `noreply`: errors are not sent.
+    pub noreply: bool,
+}
+
+/// The `slabs` admin commands memcached validates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slabs {
+    /// `slabs automove <level>`, level 0, 1 or 2 (checked by the parser).
+    Automove {
+        /// The new level.
+        level: u32,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `slabs automove ratio <r>`.
+    AutomoveRatio {
+        /// The new ratio, as sent.
+        ratio: Bytes,
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// `slabs reassign <src> <dst>`.
+    Reassign {
+        /// Source class.
+        source: i32,
+        /// Destination class.
+        destination: i32,
+    },
 }
 
 /// `get`/`gets` (`touch == None`) and `gat`/`gats` (`touch == Some(exptime)`).
@@ -164,6 +204,8 @@ pub enum Stats {
     Settings,
     /// `stats reset`: zero the resettable counters.
     Reset,
+    /// `stats detail [on|off|dump]`: the word after `detail`, if any.
+    Detail(Option<Bytes>),
     /// `stats <name> ...`: any other group (the server decides what it knows).
     Group(Bytes),
 }
@@ -212,6 +254,13 @@ impl Request {
                     Stats::General => {}
                     Stats::Settings => out.put_slice(b" settings"),
                     Stats::Reset => out.put_slice(b" reset"),
+                    Stats::Detail(word) => {
+                        out.put_slice(b" detail");
+                        if let Some(word) = word {
+                            out.put_u8(b' ');
+                            out.put_slice(word);
+                        }
+                    }
                     Stats::Group(name) => {
                         out.put_u8(b' ');
                         out.put_slice(name);
@@ -222,6 +271,32 @@ impl Request {
             Request::Meta(meta) => meta.encode(out),
             Request::Cluster(command) => command.encode(out),
             Request::Scan(scan) => scan.encode(out),
+            Request::Watch(watch) => {
+                out.put_slice(b"watch");
+                for word in &watch.words {
+                    out.put_u8(b' ');
+                    out.put_slice(word);
+                }
+                out.put_slice(b"\r\n");
+            }
+            Request::Slabs(Slabs::Automove { level, noreply }) => {
+                put_fmt(out, format_args!("slabs automove {level}"));
+                put_noreply(out, *noreply);
+                out.put_slice(b"\r\n");
+            }
+            Request::Slabs(Slabs::AutomoveRatio { ratio, noreply }) => {
+                out.put_slice(b"slabs automove ratio ");
+                out.put_slice(ratio);
+                put_noreply(out, *noreply);
+                out.put_slice(b"\r\n");
+            }
+            Request::Slabs(Slabs::Reassign {
+                source,
+                destination,
+            }) => put_fmt(
+                out,
+                format_args!("slabs reassign {source} {destination}\r\n"),
+            ),
         }
     }
 
@@ -240,7 +315,9 @@ impl Request {
             | Request::Quit
             | Request::Stats(_)
             | Request::Cluster(_)
-            | Request::Scan(_) => false,
+            | Request::Scan(_)
+            | Request::Watch(_)
+            | Request::Slabs(_) => false,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! requests are bounded by the parser's limits). Replies are written when the
 //! input runs dry or the output grows large. On shutdown a connection
 //! finishes the requests it has already read, writes their replies and
-//! closes.
+//! closes. After `watch` the connection only streams log lines (input is
+//! read and ignored, as memcached ignores it) until the client goes.
 
 use std::sync::atomic::Ordering;
 
@@ -17,9 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::conns::{ConnEntry, ConnState};
 use crate::negotiate::{negotiate, Negotiated};
 use crate::session::{Next, Session};
-use crate::stats::Counters;
+use crate::stats::{Counters, Shared};
+use crate::watch::WatchFlags;
 
 /// Output is written out once it grows past this, even mid-pipeline.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -34,8 +37,10 @@ pub async fn serve(
     mut session: Session,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
-    counters: &Counters,
+    shared: &Shared,
+    entry: &ConnEntry,
 ) -> std::io::Result<()> {
+    let counters = &shared.counters;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let negotiated = negotiate(
         &mut stream,
@@ -50,6 +55,7 @@ pub async fn serve(
     }
     let mut discard: u64 = 0;
     loop {
+        entry.set_state(ConnState::ParseCmd);
         loop {
             if discard > 0 {
                 let now = discard.min(input.len() as u64);
@@ -70,6 +76,10 @@ pub async fn serve(
                     write_output(&mut stream, &mut session, counters).await?;
                     return Ok(());
                 }
+                Next::Watch(flags) => {
+                    write_output(&mut stream, &mut session, counters).await?;
+                    return stream_watch(stream, flags, shutdown, shared, entry).await;
+                }
             }
             if session.output.len() >= OUTPUT_HIGH_WATER {
                 write_output(&mut stream, &mut session, counters).await?;
@@ -83,6 +93,11 @@ pub async fn serve(
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
+        entry.set_state(if input.is_empty() && discard == 0 {
+            ConnState::Read
+        } else {
+            ConnState::Nread
+        });
         tokio::select! {
             read = stream.read_buf(&mut input) => {
                 let read = read?;
@@ -90,6 +105,36 @@ pub async fn serve(
                     return Ok(());
                 }
                 counters.bytes_read.fetch_add(read as u64, Ordering::Relaxed);
+                entry.touch();
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// A `watch` connection: `OK`, then the log lines of `flags`' events until
+/// the client closes or the node shuts down.
+async fn stream_watch(
+    mut stream: TcpStream,
+    flags: WatchFlags,
+    mut shutdown: watch::Receiver<bool>,
+    shared: &Shared,
+    entry: &ConnEntry,
+) -> std::io::Result<()> {
+    let mut lines = shared.watchers.subscribe(flags);
+    entry.set_state(ConnState::Watch);
+    stream.write_all(b"OK\r\n").await?;
+    let mut ignored = vec![0u8; READ_CHUNK];
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => stream.write_all(&line).await?,
+                None => return Ok(()),
+            },
+            read = stream.read(&mut ignored) => {
+                if read? == 0 {
+                    return Ok(());
+                }
             }
             _ = shutdown.changed() => return Ok(()),
         }

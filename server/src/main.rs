@@ -1,37 +1,45 @@
-//! The `mcstore` binary: wires configuration, store and server together.
+//! The `mcstore` binary: wires configuration, logging, store, metrics and
+//! server together.
 
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 use mcstore_server::auth::{Auth, PasswordFile};
 use mcstore_server::config::Config;
+use mcstore_server::config_file::{self, LoadError};
+use mcstore_server::metrics::{self, NodeMetrics};
 use mcstore_server::session::NodeInfo;
 use mcstore_server::stats::Shared;
+use mcstore_server::{listen, logging};
 use mcstore_storage::clock::SystemClock;
 use mcstore_storage::Store;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() {
-    let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let config = match config_file::load(std::env::args_os()) {
+        Ok(config) => config,
+        Err(LoadError::Usage(err)) => err.exit(),
+        Err(err) => {
+            eprintln!("mcstore: {err}");
+            std::process::exit(2);
+        }
+    };
+    if config.generate_man {
+        if let Err(err) = mcstore_server::man::write(&mut std::io::stdout()) {
+            eprintln!("mcstore: writing the man page: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    logging::init(config.log_format, config.log_level());
     if let Err(err) = run(config) {
-        eprintln!("mcstore: {err:#}");
+        tracing::error!("{}", logging::describe_error(&err));
         std::process::exit(1);
     }
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    mcstore_server::cluster_start::check(&config, config.listen)?;
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -60,16 +68,21 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
         None => Auth::default(),
     };
+    // Ports first: a port in use is reported before the data directory is
+    // created or locked.
+    let listen = config.listen_spec();
+    let client_listener = listen::bind(&listen)?;
+    mcstore_server::cluster_start::check(&config, client_listener.local_addr()?)?;
+    let metrics_listener = config
+        .metrics_listen
+        .as_ref()
+        .map(listen::bind)
+        .transpose()?;
     let started = Instant::now();
-    let store = Arc::new(
-        Store::open(config.store(), Arc::new(SystemClock))
-            .with_context(|| format!("opening {}", config.data_dir.display()))?,
-    );
+    let store = Arc::new(Store::open(config.store(), Arc::new(SystemClock))?);
     tracing::info!(took_ms = started.elapsed().as_millis() as u64, "store open");
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = tokio::net::TcpListener::from_std(client_listener)?;
         let local = listener.local_addr()?;
         let cluster = mcstore_server::cluster_start::start(&config, local, store.clone()).await?;
         let node = Arc::new(NodeInfo {
@@ -79,10 +92,27 @@ fn run(config: Config) -> anyhow::Result<()> {
             listen: local.to_string(),
             limits: config.limits(),
         });
-        println!("listening on {local}");
-        std::io::stdout().flush()?;
+        let shared = Arc::new(Shared {
+            auth,
+            ..Shared::default()
+        });
+        if let Some(metrics_listener) = metrics_listener {
+            let metrics_listener = tokio::net::TcpListener::from_std(metrics_listener)?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            let mut registry = metrics::Registry::default();
+            registry.register(Arc::new(NodeMetrics {
+                store: store.clone(),
+                node: node.clone(),
+                shared: shared.clone(),
+            }));
+            tokio::spawn(metrics::serve(metrics_listener, Arc::new(registry)));
+            tracing::info!(metrics_addr = %metrics_addr, "serving metrics");
+        }
+        // Signal handlers before readiness: a SIGTERM right after the
+        // `listening on` event is a graceful stop, not the default kill.
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
+        tracing::info!(addr = %local, "{}", logging::LISTENING);
         let leaving = cluster.clone();
         let shutdown = async move {
             let left = async {
@@ -102,10 +132,6 @@ fn run(config: Config) -> anyhow::Result<()> {
                 mcstore_server::rebalance::announce_left(&cluster).await;
             }
         };
-        let shared = Arc::new(Shared {
-            auth,
-            ..Shared::default()
-        });
         mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
         anyhow::Ok(())
     })?;

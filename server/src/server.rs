@@ -7,6 +7,7 @@
 //! makes the store durable.
 
 use std::future::Future;
+use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tracing::Instrument;
 use mcstore_storage::Store;
 
 use crate::cluster::ClusterNode;
+use crate::conns::{tcp_name, ConnState};
 use crate::session::{NodeInfo, Session};
 use crate::stats::Shared;
 
@@ -40,6 +42,14 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let next_id = AtomicU64::new(1);
+    let local = listener.local_addr().ok();
+    let local_name = local.map_or_else(|| "tcp:?".to_owned(), tcp_name);
+    let listener_entry = shared.conns.register(
+        listener.as_raw_fd(),
+        local_name.clone(),
+        None,
+        ConnState::Listening,
+    );
     tokio::pin!(shutdown);
     loop {
         let (mut stream, peer) = tokio::select! {
@@ -74,6 +84,13 @@ pub async fn run(
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("connection", id, %peer);
+        let fd = stream.as_raw_fd();
+        let entry = shared.conns.register(
+            fd,
+            tcp_name(peer),
+            Some(local_name.clone()),
+            ConnState::Read,
+        );
         let store = store.clone();
         let node = node.clone();
         let cluster = cluster.clone();
@@ -102,15 +119,18 @@ pub async fn run(
                             .await;
                     }
                     None => {
-                        let session = Session::new(store, node, shared.clone(), cluster, false);
+                        let mut session = Session::new(store, node, shared.clone(), cluster, false);
+                        session.client_fd = fd;
                         if let Err(err) =
-                            crate::connection::serve(stream, session, limits, stop, &shared.counters)
+                            crate::connection::serve(stream, session, limits, stop, &shared, &entry)
                                 .await
                         {
                             tracing::debug!(cause = %err, "connection error");
                         }
                     }
                 }
+                shared.conns.remove(&entry);
+                shared.watchers.prune();
                 shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
                 tracing::debug!("closed");
                 drop(slot);
@@ -119,6 +139,7 @@ pub async fn run(
             .instrument(span),
         );
     }
+    shared.conns.remove(&listener_entry);
     drop(listener);
     let _ = stop_tx.send(true);
     drop(done_tx);

@@ -1,10 +1,13 @@
 //! memcached's command counters, shared by every connection and read by
 //! `stats`: plain atomics bumped by whoever sees the event.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::access::AccessTable;
 use crate::auth::Auth;
+use crate::conns::Connections;
+use crate::detail::PrefixStats;
+use crate::watch::Watchers;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -89,7 +92,7 @@ counters! {
 /// connection count, the meta protocol's access table and what clients
 /// must authenticate with. (The storage
 /// layer keeps its own figures: [`mcstore_storage::stats::StorageStats`].)
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     /// Command counters.
     pub counters: Counters,
@@ -99,4 +102,28 @@ pub struct Shared {
     pub access: AccessTable,
     /// `--sasl-password-file`: whether and how clients authenticate.
     pub auth: Auth,
+    /// Open connections and the listener (`stats conns`).
+    pub conns: Connections,
+    /// Per-prefix counts (`stats detail`).
+    pub detail: PrefixStats,
+    /// `watch` connections.
+    pub watchers: Watchers,
+    /// `slabs automove` as last set (memcached's default 1); reported by
+    /// `stats settings`, it changes nothing here: there are no slabs.
+    pub slab_automove: AtomicU32,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            counters: Counters::default(),
+            curr_connections: AtomicU64::new(0),
+            access: AccessTable::default(),
+            conns: Connections::default(),
+            detail: PrefixStats::default(),
+            watchers: Watchers::default(),
+            slab_automove: AtomicU32::new(1),
+            auth: Auth::default(),
+        }
+    }
 }

@@ -5,8 +5,9 @@
 //!
 //! - [`Mcstore`] starts the `mcstore` binary (found through `MCSTORE_BIN`, or
 //!   `<workspace>/target/release/mcstore`) on a temporary data directory,
-//!   waits for its `listening on 127.0.0.1:<port>` line, and can `kill -9`,
-//!   SIGTERM and restart it on the same data directory.
+//!   waits for its `listening on` log event on stderr (text or JSON, see
+//!   [`listening_addr`]), and can `kill -9`, SIGTERM and restart it on the
+//!   same data directory.
 //! - [`Memcached`] starts `/usr/bin/memcached` on a free port, the reference
 //!   implementation for the differential test.
 //! - [`exchange`] sends raw bytes on a fresh connection and collects the
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long a server may take to print its `listening on` line.
+/// How long a server may take to log its `listening on` event.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a server may take to exit after SIGTERM.
@@ -136,7 +137,7 @@ pub struct McstoreProcess {
 
 /// What happened to an mcstore process started with [`McstoreProcess::spawn`].
 pub enum StartOutcome {
-    /// It printed `listening on …`.
+    /// It logged `listening on …`.
     Listening(McstoreProcess),
     /// It exited before listening.
     Exited {
@@ -150,37 +151,58 @@ pub enum StartOutcome {
 }
 
 impl McstoreProcess {
-    /// Spawns mcstore on `data_dir` with `--listen 127.0.0.1:0` plus `args`, and
-    /// waits until it prints its `listening on` line or exits.
+    /// Spawns mcstore on `data_dir` with `--listen 127.0.0.1:0` (unless
+    /// `args` say `--listen` or `-l`) plus `args`, and
+    /// waits until it logs its `listening on` event or exits. `MCSTORE_*`
+    /// variables (but `MCSTORE_BIN`) and `RUST_LOG` are not passed on.
     ///
     /// Panics if neither happens within [`START_TIMEOUT`].
     pub fn spawn(data_dir: &Path, args: &[&str]) -> io::Result<StartOutcome> {
-        McstoreProcess::spawn_on("127.0.0.1:0", data_dir, args)
+        Self::spawn_with(data_dir, args, &[])
     }
 
     /// Like [`McstoreProcess::spawn`], listening on `listen`.
     pub fn spawn_on(listen: &str, data_dir: &Path, args: &[&str]) -> io::Result<StartOutcome> {
-        let mut child = Command::new(mcstore_binary())
-            .arg("--listen")
-            .arg(listen)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args)
-            .env_remove("MCSTORE_LISTEN")
-            .env_remove("MCSTORE_DATA_DIR")
-            .env_remove("MCSTORE_SYNC")
-            .env_remove("MCSTORE_MAX_ITEM_SIZE")
+        let mut all = vec!["--listen", listen];
+        all.extend_from_slice(args);
+        Self::spawn_with(data_dir, &all, &[])
+    }
+
+    /// Like [`McstoreProcess::spawn`], with extra environment variables.
+    pub fn spawn_with(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> io::Result<StartOutcome> {
+        let mut command = Command::new(mcstore_binary());
+        let names_listen = args
+            .iter()
+            .any(|a| *a == "-l" || *a == "--listen" || a.starts_with("--listen="));
+        if !names_listen {
+            command.arg("--listen").arg("127.0.0.1:0");
+        }
+        command.arg("--data-dir").arg(data_dir).args(args);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("MCSTORE_") && name != "MCSTORE_BIN" {
+                command.env_remove(name);
+            }
+        }
+        command.env_remove("RUST_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stderr = CapturedOutput::default();
-        stderr.drain_from(child.stderr.take().expect("stderr is piped"));
         let stdout = CapturedOutput::default();
+        stdout.drain_from(child.stdout.take().expect("stdout is piped"));
+        let stderr = CapturedOutput::default();
         let (line_tx, line_rx) = mpsc::channel::<String>();
         {
-            let capture = stdout.clone();
-            let mut reader = BufReader::new(child.stdout.take().expect("stdout is piped"));
+            let capture = stderr.clone();
+            let mut reader = BufReader::new(child.stderr.take().expect("stderr is piped"));
             thread::spawn(move || {
                 let mut line = Vec::new();
                 loop {
@@ -209,33 +231,25 @@ impl McstoreProcess {
             if Instant::now() >= deadline {
                 kill_and_reap(&mut child);
                 panic!(
-                    "mcstore did not print `listening on` within {START_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                    "mcstore did not log `listening on` within {START_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
                     stdout.text(),
                     stderr.text()
                 );
             }
             match line_rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
-                    if let Some(rest) = line.trim_end().strip_prefix("listening on ") {
-                        match rest.trim().parse::<SocketAddr>() {
-                            Ok(addr) => {
-                                return Ok(StartOutcome::Listening(McstoreProcess {
-                                    child,
-                                    addr,
-                                    stdout,
-                                    stderr,
-                                }))
-                            }
-                            Err(e) => {
-                                kill_and_reap(&mut child);
-                                panic!("cannot parse mcstore's listening line {line:?}: {e}");
-                            }
-                        }
+                    if let Some(addr) = listening_addr(&line) {
+                        return Ok(StartOutcome::Listening(McstoreProcess {
+                            child,
+                            addr,
+                            stdout,
+                            stderr,
+                        }));
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // stdout closed; the exit check above will catch the exit.
+                    // stderr closed; the exit check above will catch the exit.
                     thread::sleep(Duration::from_millis(20));
                 }
             }
@@ -291,6 +305,20 @@ impl Drop for McstoreProcess {
     fn drop(&mut self) {
         kill_and_reap(&mut self.child);
     }
+}
+
+/// The address of mcstore's readiness event, in either log format: text
+/// (`... INFO mcstore: listening on addr=127.0.0.1:11211`) or JSON
+/// (`{..."fields":{"message":"listening on","addr":"127.0.0.1:11211"}...}`).
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if let Some(rest) = line.split(" listening on addr=").nth(1) {
+        return rest.split_whitespace().next()?.parse().ok();
+    }
+    if line.contains("\"message\":\"listening on\"") {
+        let rest = line.split("\"addr\":\"").nth(1)?;
+        return rest.split('"').next()?.parse().ok();
+    }
+    None
 }
 
 /// An mcstore server on its own temporary data directory.
@@ -881,6 +909,21 @@ mod tests {
         assert_eq!(count_reply_terminators(b"VALUE a 0 5\r\nEN"), 0);
         assert_eq!(count_reply_terminators(b"STORED\r\nNOT_"), 1);
         assert_eq!(count_reply_terminators(b"VA 2 f5\r\nEN\r\nMN\r\n"), 2);
+    }
+
+    #[test]
+    fn readiness_is_read_from_text_and_json_logs() {
+        let text = "2026-01-01T00:00:00.000001Z  INFO mcstore: listening on addr=127.0.0.1:4242\n";
+        assert_eq!(
+            listening_addr(text),
+            Some("127.0.0.1:4242".parse().unwrap())
+        );
+        let json = r#"{"timestamp":"t","level":"INFO","fields":{"message":"listening on","addr":"127.0.0.1:9"},"target":"mcstore"}"#;
+        assert_eq!(listening_addr(json), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            listening_addr("INFO mcstore: serving metrics metrics_addr=127.0.0.1:1"),
+            None
+        );
     }
 
     #[test]

@@ -1572,6 +1572,72 @@ fn edge_cases(c: &mut CaseList) {
     });
 }
 
+/// memcached's admin commands that change nothing stored: `slabs
+/// automove`, `stats detail` usage, `stats sizes`, and `watch` refusals
+/// (stateful `stats` groups and streaming `watch` are checked on fresh
+/// servers by [`stats_groups_and_watch_like_memcached`]).
+fn admin_cases(c: &mut CaseList) {
+    for line in [
+        "slabs automove",
+        "slabs automove 0",
+        "slabs automove 2",
+        "slabs automove 3",
+        "slabs automove -1",
+        "slabs automove x",
+        "slabs automove 1x",
+        "slabs automove 01",
+        "slabs automove 1 2",
+        "slabs automove ratio",
+        "slabs automove ratio 0.5",
+        "slabs automove ratio x",
+        "slabs",
+        "slabs bogus",
+        "slabs bogus 1 2",
+        "slabs automove 1",
+    ] {
+        c.add(format!("admin_{}", line.replace(' ', "_")), |_| {
+            vec![step(format!("{line}\r\n"), 1)]
+        });
+    }
+    for line in [
+        "slabs automove 2 noreply",
+        "slabs automove 9 noreply",
+        "slabs automove 1 noreply",
+    ] {
+        c.add(format!("admin_{}", line.replace(' ', "_")), |_| {
+            vec![step(format!("{line}\r\nversion\r\n"), 1)]
+        });
+    }
+    for line in [
+        "stats detail",
+        "stats detail x",
+        "stats detail ON",
+        "stats detail on x\r\nstats detail off",
+        "stats detail off",
+        "stats sizes",
+    ] {
+        let name = line
+            .split("\r\n")
+            .next()
+            .unwrap_or_default()
+            .replace(' ', "_");
+        let replies = line.split("\r\n").count();
+        c.add(format!("admin_{name}"), |_| {
+            vec![step(format!("{line}\r\n"), replies)]
+        });
+    }
+    c.add("watch_unknown_event", |_| vec![step("watch bogus\r\n", 1)]);
+    c.add("watch_unknown_after_known", |_| {
+        vec![step("watch fetchers bogus\r\n", 1)]
+    });
+    c.add("watch_after_a_pipelined_command", |_| {
+        vec![step("version\r\nwatch\r\n", 2)]
+    });
+    c.add("watch_refused_quietly_with_noreply", |_| {
+        vec![step("watch fetchers noreply\r\nversion\r\n", 1)]
+    });
+}
+
 /// Cases that need time to pass; few and bounded (about 3 s each).
 fn timed_cases(c: &mut CaseList) {
     c.add("timed_relative_exptime_and_touch", |k| {
@@ -2214,6 +2280,7 @@ fn all_cases() -> Vec<Case> {
     arithmetic_cases(&mut list);
     flags_exptime_cases(&mut list);
     misc_command_cases(&mut list);
+    admin_cases(&mut list);
     framing_cases(&mut list);
     value_cases(&mut list);
     edge_cases(&mut list);
@@ -2715,4 +2782,421 @@ fn cas_markers_are_substituted() {
         substitute_cas(b"cas k1 0 0 1 <cas:k1>\r\ncas k2 0 0 1 <cas:k2>\r\n", &seen),
         b"cas k1 0 0 1 42\r\ncas k2 0 0 1 0\r\n"
     );
+}
+
+/// A connection kept open for the stateful checks.
+fn open(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .expect("connect for a stateful check");
+    let _ = stream.set_nodelay(true);
+    stream
+}
+
+/// Sends `input` on `stream` and collects `replies` replies.
+fn ask(stream: &mut std::net::TcpStream, input: &[u8], replies: usize) -> Vec<u8> {
+    let mut reply = Vec::new();
+    send_all(stream, input);
+    collect_reply(stream, replies, &mut reply);
+    reply
+}
+
+/// `STAT name value` lines of a reply, in order.
+fn stat_lines(reply: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(reply)
+        .split("\r\n")
+        .filter_map(|line| line.strip_prefix("STAT "))
+        .map(|line| {
+            let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// `stats conns` as one line per connection (`field value` pairs, in
+/// order), addresses reduced to `tcp:127.0.0.1:SERVER` (the server's port)
+/// or `tcp:127.0.0.1:CLIENT`, seconds checked to be numbers and masked; the
+/// descriptors must ascend, and the connections are then sorted, since which
+/// connection got the lower descriptor depends on when each server released
+/// a closed one.
+fn normalise_conns(reply: &[u8], port: u16) -> Result<Vec<String>, String> {
+    let mut conns: Vec<(u64, Vec<String>)> = Vec::new();
+    for (name, value) in stat_lines(reply) {
+        let (fd, field) = name
+            .split_once(':')
+            .ok_or_else(|| format!("no <fd>: in {name}"))?;
+        let fd: u64 = fd
+            .parse()
+            .map_err(|_| format!("{name}: not a descriptor"))?;
+        let value = match field {
+            "addr" | "listen_addr" => {
+                if value == format!("tcp:127.0.0.1:{port}") {
+                    "tcp:127.0.0.1:SERVER".to_owned()
+                } else if value.starts_with("tcp:127.0.0.1:") {
+                    "tcp:127.0.0.1:CLIENT".to_owned()
+                } else {
+                    return Err(format!("unexpected address {value}"));
+                }
+            }
+            "secs_since_last_cmd" => {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| format!("{name} {value} is not a number"))?;
+                "N".to_owned()
+            }
+            _ => value,
+        };
+        match conns.last_mut() {
+            Some((last, fields)) if *last == fd => fields.push(format!("{field} {value}")),
+            Some((last, _)) if *last > fd => {
+                return Err(format!("descriptor {fd} listed after {last}"))
+            }
+            _ => conns.push((fd, vec![format!("{field} {value}")])),
+        }
+    }
+    let mut lines: Vec<String> = conns.into_iter().map(|(_, f)| f.join(", ")).collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// `watch` lines with the parts that legitimately differ masked: the
+/// timestamp, the global id and the client's descriptor.
+fn normalise_watch(reply: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(reply)
+        .lines()
+        .map(|line| {
+            line.trim_end_matches('\r')
+                .split(' ')
+                .filter(|token| !token.starts_with("ts=") && !token.starts_with("gid="))
+                .map(|token| {
+                    if token.starts_with("cfd=") {
+                        "cfd=#"
+                    } else {
+                        token
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Two watch streams agree: the same lines, `ttl=` within one second.
+fn watch_lines_agree(expected: &[String], actual: &[String]) -> bool {
+    expected.len() == actual.len()
+        && expected.iter().zip(actual).all(|(e, a)| {
+            e == a || {
+                let (et, at): (Vec<&str>, Vec<&str>) =
+                    (e.split(' ').collect(), a.split(' ').collect());
+                et.len() == at.len()
+                    && et.iter().zip(&at).all(|(x, y)| {
+                        x == y || {
+                            let ttl = |t: &str| t.strip_prefix("ttl=")?.parse::<i64>().ok();
+                            matches!((ttl(x), ttl(y)), (Some(x), Some(y)) if x.abs_diff(y) <= 1)
+                        }
+                    })
+            }
+        })
+}
+
+/// What one server answers to the stateful checks, in order.
+struct Stateful {
+    /// Byte-compared replies: (check name, reply).
+    exact: Vec<(&'static str, Vec<u8>)>,
+    slabs: Vec<(String, String)>,
+    items: Vec<(String, String)>,
+    settings: Vec<(String, String)>,
+    conns: Result<Vec<String>, String>,
+    /// (watch command, its stream).
+    watches: Vec<(&'static str, Vec<String>)>,
+}
+
+/// Requests whose `stats detail dump` is compared: several prefixes (so
+/// the dump's bucket order shows), text gets, gat, sets, cas, deletes; meta commands, incr and touch, which memcached does not count.
+fn detail_traffic() -> Vec<u8> {
+    let mut input = Vec::new();
+    for key in [
+        "foo:1",
+        "bar:1",
+        "a:b:c",
+        "user:42",
+        "session:x",
+        "x:",
+        ":lead",
+    ] {
+        input.extend_from_slice(&set(key, b"v"));
+    }
+    input.extend_from_slice(b"get foo:1 foo:2 bar:1 nokey user:42\r\ngets a:b:c zz:1\r\n");
+    input.extend_from_slice(b"gat 0 session:x session:y\r\ndelete foo:1\r\ndelete foo:9\r\n");
+    input.extend_from_slice(b"incr foo:2 1\r\ntouch bar:1 0\r\nmg user:42 v\r\nmd x:\r\n");
+    input.extend_from_slice(&store("cas", "bar:1", "0", "0", b"w", "1"));
+    input
+}
+
+/// Requests a `watch` sees: every storage command and status, gets,
+/// lookups by delete, incr, touch and the meta commands, a key that needs
+/// encoding and a flushed one.
+fn watched_traffic() -> Vec<u8> {
+    let mut input = Vec::new();
+    input.extend_from_slice(&store("set", "wk:1", "5", "100", b"abc", ""));
+    input.extend_from_slice(b"get wk:1 wk:2\r\ngets wk:1\r\ndelete wk:1\r\ndelete wk:1\r\n");
+    input.extend_from_slice(b"mg wk:3 v\r\n");
+    input.extend_from_slice(&ms("wk:3", b"hi", "T0"));
+    input.extend_from_slice(b"mg wk:3 v\r\nincr wk:3 1\r\ntouch wk:3 0\r\n");
+    input.extend_from_slice(&store("append", "wk:3", "0", "0", b"x", ""));
+    input.extend_from_slice(&store("prepend", "wk:none", "0", "0", b"x", ""));
+    input.extend_from_slice(&store("replace", "wk:none", "0", "0", b"x", ""));
+    input.extend_from_slice(b"gat 0 wk:3\r\nmd wk:3\r\nme wk:3\r\n");
+    input.extend_from_slice(&store("set", "wk:n", "0", "0", b"41", ""));
+    input.extend_from_slice(b"incr wk:n 1\r\nma wk:n\r\n");
+    input.extend_from_slice(&store("add", "wk:n", "0", "0", b"1", ""));
+    input.extend_from_slice(&store("add", "wk:a", "0", "0", b"1", ""));
+    input.extend_from_slice(&store("cas", "wk:a", "0", "0", b"2", "1"));
+    input.extend_from_slice(&store("cas", "wk:gone", "0", "0", b"2", "1"));
+    input.extend_from_slice(&store("set", "wk/%~.k", "0", "0", b"e", "noreply"));
+    input.extend_from_slice(b"get wk/%~.k\r\nflush_all\r\nget wk:a\r\n");
+    input.extend_from_slice(&store("set", "wk:f", "0", "0", b"after", ""));
+    input.extend_from_slice(b"version\r\n");
+    input
+}
+
+/// Replies `watched_traffic` gets (for `collect_reply`).
+const WATCHED_REPLIES: usize = 29;
+
+fn run_stateful(addr: SocketAddr) -> Stateful {
+    let mut exact = Vec::new();
+    let mut admin = open(addr);
+    for (name, input) in [
+        ("stats_slabs_empty", &b"stats slabs\r\n"[..]),
+        ("stats_items_empty", b"stats items\r\n"),
+        ("stats_detail_dump_never_on", b"stats detail dump\r\n"),
+    ] {
+        exact.push((name, ask(&mut admin, input, 1)));
+    }
+    exact.push((
+        "stats_detail_on",
+        ask(&mut admin, b"stats detail on\r\n", 1),
+    ));
+    let mut traffic = open(addr);
+    exact.push((
+        "detail_traffic",
+        normalise(&ask(&mut traffic, &detail_traffic(), 17)),
+    ));
+    exact.push((
+        "stats_detail_dump",
+        ask(&mut admin, b"stats detail dump\r\n", 1),
+    ));
+    exact.push((
+        "stats_detail_off_keeps_counts",
+        ask(&mut admin, b"stats detail off\r\nstats detail dump\r\n", 2),
+    ));
+    let slabs = stat_lines(&ask(&mut admin, b"stats slabs\r\n", 1));
+    let items = stat_lines(&ask(&mut admin, b"stats items\r\n", 1));
+    ask(&mut admin, b"slabs automove 2\r\n", 1);
+    let settings = stat_lines(&ask(&mut admin, b"stats settings\r\n", 1));
+    exact.push((
+        "stats_reset_forgets_prefixes",
+        ask(&mut admin, b"stats reset\r\nstats detail dump\r\n", 2),
+    ));
+    drop(traffic);
+
+    // stats conns: an idle connection, one inside a data block, a watcher
+    // and the one asking.
+    let mut idle = open(addr);
+    ask(&mut idle, b"version\r\n", 1);
+    let mut partial = open(addr);
+    send_all(&mut partial, b"set part 0 0 10\r\nabc");
+    let mut watcher = open(addr);
+    exact.push(("watch_answers_ok", ask(&mut watcher, b"watch\r\n", 1)));
+    thread::sleep(Duration::from_millis(1100));
+    let mut asking = open(addr);
+    let conns = normalise_conns(&ask(&mut asking, b"stats conns\r\n", 1), addr.port());
+    drop((idle, partial, watcher, asking));
+    thread::sleep(Duration::from_millis(100));
+
+    // watch: three watchers, then one client's traffic.
+    let mut watchers = Vec::new();
+    for command in [
+        "watch fetchers mutations",
+        "watch mutations",
+        "watch evictions",
+    ] {
+        let mut stream = open(addr);
+        send_all(&mut stream, format!("{command}\r\n").as_bytes());
+        watchers.push((command, stream));
+    }
+    thread::sleep(Duration::from_millis(200));
+    let mut client = open(addr);
+    let replies = ask(&mut client, &watched_traffic(), WATCHED_REPLIES);
+    exact.push(("watched_traffic_replies", normalise(&replies)));
+    thread::sleep(Duration::from_millis(300));
+    let watches = watchers
+        .into_iter()
+        .map(|(command, mut stream)| {
+            let mut lines = Vec::new();
+            collect_reply_with_quiet(&mut stream, 0, Duration::from_millis(300), &mut lines);
+            (command, normalise_watch(&lines))
+        })
+        .collect();
+    Stateful {
+        exact,
+        slabs,
+        items,
+        settings,
+        conns,
+        watches,
+    }
+}
+
+/// Stats values both must report alike on the same traffic.
+const SAME_VALUES: &[&str] = &[
+    "1:used_chunks",
+    "1:get_hits",
+    "1:delete_hits",
+    "1:incr_hits",
+    "1:decr_hits",
+    "1:cas_hits",
+    "1:cas_badval",
+    "1:touch_hits",
+    "1:free_chunks_end",
+    "active_slabs",
+    "items:1:number",
+    "items:1:evicted",
+    "items:1:evicted_nonzero",
+    "items:1:outofmemory",
+    "items:1:reclaimed",
+    "items:1:evicted_unfetched",
+    "items:1:expired_unfetched",
+    "udpport",
+    "detail_enabled",
+    "cas_enabled",
+    "item_size_max",
+    "slab_automove",
+    "flush_enabled",
+];
+
+#[test]
+fn stats_groups_and_watch_like_memcached() {
+    let reference = Memcached::start();
+    let subject = Mcstore::start(&[]);
+    let (expected, actual) = thread::scope(|scope| {
+        let reference = scope.spawn(|| run_stateful(reference.addr()));
+        let subject = scope.spawn(|| run_stateful(subject.addr()));
+        (
+            reference.join().expect("memcached run"),
+            subject.join().expect("mcstore run"),
+        )
+    });
+    println!("memcached's side of the stateful checks (mcstore must agree):");
+    for (name, reply) in &expected.exact {
+        println!("  {name}: {}", shorten(escape(reply)));
+    }
+    println!("  stats conns: {:?}", expected.conns);
+    for (command, lines) in &expected.watches {
+        println!("  {command}:\n    {}", lines.join("\n    "));
+    }
+    let mut mismatches = Vec::new();
+    for ((name, e), (_, a)) in expected.exact.iter().zip(&actual.exact) {
+        if e != a {
+            println!(
+                "MISMATCH {name}\n  memcached: {}\n  mcstore:   {}\n",
+                shorten(escape(e)),
+                shorten(escape(a))
+            );
+            mismatches.push(name.to_string());
+        }
+    }
+    // slabs and items: the same names in the same order; SAME_VALUES equal.
+    for (group, e, a) in [
+        ("stats_slabs", &expected.slabs, &actual.slabs),
+        ("stats_items", &expected.items, &actual.items),
+    ] {
+        let names =
+            |stats: &[(String, String)]| stats.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        if names(e) != names(a) {
+            println!(
+                "MISMATCH {group} names\n  memcached: {:?}\n  mcstore:   {:?}\n",
+                names(e),
+                names(a)
+            );
+            mismatches.push(format!("{group}_names"));
+        }
+    }
+    for stats in [
+        (&expected.slabs, &actual.slabs),
+        (&expected.items, &actual.items),
+        (&expected.settings, &actual.settings),
+    ] {
+        for name in SAME_VALUES {
+            let value =
+                |s: &[(String, String)]| s.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            if let (Some(e), a) = (value(stats.0), value(stats.1)) {
+                if Some(&e) != a.as_ref() {
+                    println!("MISMATCH {name}: memcached {e}, mcstore {a:?}\n");
+                    mismatches.push(name.to_string());
+                }
+            }
+        }
+    }
+    // settings: the memcached names mcstore reports, in memcached's order.
+    let memcached_names: Vec<&String> = expected.settings.iter().map(|(n, _)| n).collect();
+    let shared: Vec<&String> = actual
+        .settings
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| memcached_names.contains(n))
+        .collect();
+    let in_reference_order: Vec<&String> = memcached_names
+        .iter()
+        .copied()
+        .filter(|n| shared.contains(n))
+        .collect();
+    if shared.len() < 14 || shared != in_reference_order {
+        println!("MISMATCH stats_settings: shared names {shared:?}\n");
+        mismatches.push("stats_settings_names".into());
+    }
+    if expected.conns != actual.conns {
+        println!(
+            "MISMATCH stats_conns\n  memcached: {:?}\n  mcstore:   {:?}\n",
+            expected.conns, actual.conns
+        );
+        mismatches.push("stats_conns".into());
+    }
+    for ((command, e), (_, a)) in expected.watches.iter().zip(&actual.watches) {
+        if !watch_lines_agree(e, a) {
+            println!(
+                "MISMATCH {command}\n  memcached:\n    {}\n  mcstore:\n    {}\n",
+                e.join("\n    "),
+                a.join("\n    ")
+            );
+            mismatches.push(command.to_string());
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} stateful checks mismatch: {}",
+        mismatches.len(),
+        mismatches.join(", ")
+    );
+}
+
+#[test]
+fn watch_normalisation_masks_only_clock_ids_and_descriptors() {
+    let lines = normalise_watch(
+        b"OK\r\nts=1796120222.637688 gid=2 type=item_get key=wk%3A1 status=found clsid=1 cfd=25 size=3\n",
+    );
+    assert_eq!(
+        lines,
+        [
+            "OK",
+            "type=item_get key=wk%3A1 status=found clsid=1 cfd=# size=3"
+        ]
+    );
+    let a =
+        vec!["type=item_store key=k status=stored cmd=set ttl=100 clsid=1 cfd=# size=3".to_owned()];
+    let b =
+        vec!["type=item_store key=k status=stored cmd=set ttl=99 clsid=1 cfd=# size=3".to_owned()];
+    let c =
+        vec!["type=item_store key=k status=stored cmd=add ttl=99 clsid=1 cfd=# size=3".to_owned()];
+    assert!(watch_lines_agree(&a, &b));
+    assert!(!watch_lines_agree(&a, &c));
 }

@@ -1,6 +1,7 @@
 //! `mcstore-compare`: parse the command line, run the comparison, print the
 //! table, write the markdown report and the SVG chart, and update the
-//! summary section of docs/benchmarks.md.
+//! summary section of the summary document (under `target/` unless
+//! `--publish` says docs/).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,21 +56,22 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     }
     let comparison = run(&plan, &binaries, &clients)?;
     print!("{}", terminal_table(&comparison));
+    let out = args.report_path();
     let svg = args.svg_path();
     let summary = args.summary_path();
-    for path in [&args.out, &svg, &summary] {
+    for path in [&out, &svg, &summary] {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
     }
     write_svg(&comparison, &svg)?;
-    let svg_name = relative_name(&svg, &args.out);
+    let svg_name = relative_name(&svg, &out);
     let command = std::iter::once("mcstore-compare".to_owned())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    std::fs::write(&args.out, markdown(&comparison, &command, &svg_name))
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    std::fs::write(&out, markdown(&comparison, &command, &svg_name))
+        .with_context(|| format!("cannot write {}", out.display()))?;
     let document = match std::fs::read_to_string(&summary) {
         Ok(document) => document,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -78,14 +80,14 @@ fn compare(args: &CompareArgs) -> anyhow::Result<()> {
     let section = summary_section(
         &comparison,
         &command,
-        &relative_name(&args.out, &summary),
+        &relative_name(&out, &summary),
         &relative_name(&svg, &summary),
     );
     std::fs::write(&summary, replace_summary(&document, &section))
         .with_context(|| format!("cannot write {}", summary.display()))?;
     eprintln!(
         "wrote {}, {} and the summary in {}",
-        args.out.display(),
+        out.display(),
         svg.display(),
         summary.display()
     );

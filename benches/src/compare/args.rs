@@ -12,10 +12,20 @@ use crate::args::WorkloadKind;
 use super::servers::System;
 use super::summary::Cell;
 
+/// Where a run writes unless told otherwise: under `target/`, never docs/.
+pub const DEFAULT_OUT: &str = "target/mcstore-compare";
+/// Where `--publish` writes: the published report.
+pub const PUBLISHED_DIR: &str = "docs";
+
 /// Compare mcstore with memcached and Redis on loopback, on one workload
 /// matrix, and write a markdown report with an SVG chart.
+///
+/// The report, chart and summary go to --out (default
+/// target/mcstore-compare); only --publish updates the published report in
+/// docs/ (docs/compare.md, docs/compare.svg and the summary section of
+/// docs/benchmarks.md).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcstore-compare", version, about, long_about = None)]
+#[command(name = "mcstore-compare", version)]
 pub struct CompareArgs {
     /// Runs per system and cell; the report shows medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -23,15 +33,20 @@ pub struct CompareArgs {
     /// Seconds per run.
     #[arg(long, default_value_t = 3.0)]
     pub duration: f64,
-    /// Markdown report to write.
-    #[arg(long, default_value = "docs/compare.md")]
+    /// Directory for the report (`compare.md`), its chart (`compare.svg`)
+    /// and the summary (`benchmarks.md`, its summary section replaced or
+    /// appended; created if missing). Ignored with --publish.
+    #[arg(long, default_value = DEFAULT_OUT)]
     pub out: PathBuf,
-    /// SVG chart to write (default: `--out` with the extension `.svg`).
+    /// Write the published report instead: docs/compare.md, docs/compare.svg
+    /// and the summary section of docs/benchmarks.md (paths from the current
+    /// directory, the workspace root).
     #[arg(long)]
-    pub svg: Option<PathBuf>,
+    pub publish: bool,
     /// Document whose generated summary section (between the
     /// `mcstore-compare summary` markers) is replaced, or appended if it has
-    /// none; created if missing (default: `benchmarks.md` beside `--out`).
+    /// none; created if missing (default: `benchmarks.md` in the output
+    /// directory).
     #[arg(long)]
     pub summary: Option<PathBuf>,
     /// One run of 0.5 s on a reduced matrix (set, mixed:0.9 and get; 100 B;
@@ -184,18 +199,31 @@ impl CompareArgs {
         })
     }
 
-    /// The summary document: `--summary`, or `benchmarks.md` beside `--out`.
+    /// The output directory: `docs` with --publish, else --out.
+    pub fn out_dir(&self) -> PathBuf {
+        if self.publish {
+            PathBuf::from(PUBLISHED_DIR)
+        } else {
+            self.out.clone()
+        }
+    }
+
+    /// The markdown report: `compare.md` in the output directory.
+    pub fn report_path(&self) -> PathBuf {
+        self.out_dir().join("compare.md")
+    }
+
+    /// The summary document: `--summary`, or `benchmarks.md` in the output
+    /// directory.
     pub fn summary_path(&self) -> PathBuf {
         self.summary
             .clone()
-            .unwrap_or_else(|| self.out.with_file_name("benchmarks.md"))
+            .unwrap_or_else(|| self.out_dir().join("benchmarks.md"))
     }
 
-    /// The SVG path: `--svg`, or `--out` with the extension `.svg`.
+    /// The SVG chart: `compare.svg` in the output directory.
     pub fn svg_path(&self) -> PathBuf {
-        self.svg
-            .clone()
-            .unwrap_or_else(|| self.out.with_extension("svg"))
+        self.out_dir().join("compare.svg")
     }
 }
 
@@ -233,8 +261,33 @@ mod tests {
         assert!(args.plan().is_err());
         assert_eq!(
             args.svg_path(),
-            PathBuf::from("docs/compare.svg"),
+            PathBuf::from("target/mcstore-compare/compare.svg"),
             "the chart sits next to the report"
+        );
+    }
+
+    #[test]
+    fn only_publish_writes_into_docs() {
+        let smoke = CompareArgs::parse_from(["mcstore-compare", "--quick"]);
+        for path in [smoke.report_path(), smoke.svg_path(), smoke.summary_path()] {
+            assert!(path.starts_with("target/mcstore-compare"), "{path:?}");
+        }
+        let publish = CompareArgs::parse_from(["mcstore-compare", "--publish"]);
+        assert_eq!(publish.report_path(), PathBuf::from("docs/compare.md"));
+        assert_eq!(publish.svg_path(), PathBuf::from("docs/compare.svg"));
+        assert_eq!(publish.summary_path(), PathBuf::from("docs/benchmarks.md"));
+    }
+
+    #[test]
+    fn help_describes_this_tool() {
+        use clap::CommandFactory;
+        let about = CompareArgs::command()
+            .get_about()
+            .map(|about| about.to_string())
+            .unwrap_or_default();
+        assert!(
+            about.starts_with("Compare mcstore with memcached"),
+            "{about}"
         );
     }
 }

@@ -179,17 +179,17 @@ impl Server {
         let mut child = Command::new(program)
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(if fixed_port.is_some() {
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(if fixed_port.is_some() {
                 Stdio::from(log.try_clone()?)
             } else {
                 Stdio::piped()
             })
-            .stderr(Stdio::from(log))
             .spawn()
             .with_context(|| format!("cannot start {command}"))?;
         let port = match fixed_port {
             Some(port) => wait_for_port(&mut child, port, system.name()).map(|()| port),
-            None => read_listening_port(&mut child)
+            None => read_listening_port(&mut child, log)
                 .and_then(|port| wait_for_port(&mut child, port, system.name()).map(|()| port)),
         };
         let port = match port {
@@ -262,16 +262,17 @@ fn wait_for_port(child: &mut Child, port: u16, what: &str) -> anyhow::Result<()>
     }
 }
 
-/// Reads `child`'s stdout until its `listening on HOST:PORT` line and
-/// returns the port; the rest of stdout is drained by a thread.
-fn read_listening_port(child: &mut Child) -> anyhow::Result<u16> {
-    let stdout = child
-        .stdout
+/// Reads `child`'s stderr until mcstore's `listening on` log event (text
+/// or JSON) and returns the port; every line is copied into `log`, and the
+/// rest of stderr is drained into it by a thread.
+fn read_listening_port(child: &mut Child, mut log: std::fs::File) -> anyhow::Result<u16> {
+    let stderr = child
+        .stderr
         .take()
-        .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        .ok_or_else(|| anyhow!("no stderr pipe"))?;
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
+        let mut reader = BufReader::new(stderr);
         let mut line = String::new();
         let mut sent = false;
         loop {
@@ -279,9 +280,9 @@ fn read_listening_port(child: &mut Child) -> anyhow::Result<u16> {
             match reader.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    let _ = std::io::Write::write_all(&mut log, line.as_bytes());
                     if !sent {
-                        if let Some(addr) = line.trim_end().strip_prefix("listening on ") {
-                            let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                        if let Some(port) = listening_port(&line) {
                             let _ = sender.send(port);
                             sent = true;
                         }
@@ -293,20 +294,32 @@ fn read_listening_port(child: &mut Child) -> anyhow::Result<u16> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         match receiver.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(port)) => return Ok(port),
-            Ok(None) => bail!("mcstore printed an unreadable `listening on` line"),
+            Ok(port) => return Ok(port),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("mcstore closed stdout before printing `listening on`")
+                bail!("mcstore closed stderr before logging `listening on`")
             }
         }
         if let Some(status) = child.try_wait()? {
-            bail!("mcstore exited ({status}) before printing `listening on`");
+            bail!("mcstore exited ({status}) before logging `listening on`");
         }
         if Instant::now() > deadline {
-            bail!("mcstore did not print `listening on` within {START_TIMEOUT:?}");
+            bail!("mcstore did not log `listening on` within {START_TIMEOUT:?}");
         }
     }
+}
+
+/// The port of mcstore's readiness event: `listening on addr=HOST:PORT` in
+/// text logs, `"message":"listening on"` with `"addr":"HOST:PORT"` in JSON.
+pub fn listening_port(line: &str) -> Option<u16> {
+    let addr = if let Some(rest) = line.split(" listening on addr=").nth(1) {
+        rest.split_whitespace().next()?
+    } else if line.contains("\"message\":\"listening on\"") {
+        line.split("\"addr\":\"").nth(1)?.split('"').next()?
+    } else {
+        return None;
+    };
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 impl Drop for Server {

@@ -17,9 +17,11 @@
 //! - [`lower`]: requests become storage operations;
 //! - [`render`]: outcomes and items become reply bytes;
 //! - [`count`]: memcached's counters, from outcomes;
-//! - [`stats_report`]: the `stats` groups.
-//! - [`scan`]: `mcstore_scan`, the bounded listing of this node's items.
+//! - [`stats_report`]: the `stats` groups;
+//! - [`scan`]: `mcstore_scan`, the bounded listing of this node's items;
+//! - [`admin`]: `watch`, `slabs`, and what a `watch`er sees of each request.
 
+pub mod admin;
 pub mod binary;
 pub mod count;
 pub mod lower;
@@ -50,6 +52,7 @@ use mcstore_storage::{Lookup, Operation, Store};
 use self::route::{RemoteCall, RemoteResult, Routing};
 use crate::cluster::ClusterNode;
 use crate::stats::{Counters, Shared};
+use crate::watch::WatchFlags;
 
 /// The version this node reports: memcached's protocol level, then ours.
 pub const VERSION: &str = concat!("1.6.18-mcstore-", env!("CARGO_PKG_VERSION"));
@@ -78,6 +81,8 @@ pub enum Next {
     Discard(u64),
     /// Write what is buffered, then close.
     Close,
+    /// `watch`: from now on, stream these events' log lines.
+    Watch(WatchFlags),
 }
 
 /// How an outcome becomes reply bytes.
@@ -108,6 +113,8 @@ enum PendingReply {
         write: PendingWrite,
         kind: ReplyKind,
         noreply: bool,
+        /// What a `watch`er is told once the write is done.
+        watch: Option<Box<admin::WatchNote>>,
         /// With `--replica-ack one`: the key whose other replica must have
         /// the write before it is answered.
         ack_key: Option<Bytes>,
@@ -153,6 +160,8 @@ pub struct Session {
     marks: Vec<(u64, usize)>,
     /// Reply bytes ready to be written.
     pub output: BytesMut,
+    /// The connection's file descriptor (`cfd=` of `watch` lines).
+    pub client_fd: i32,
 }
 
 /// `--replica-ack one`: whether another replica of `key` acknowledged the
@@ -194,6 +203,7 @@ impl Session {
             pending: VecDeque::new(),
             marks: Vec::new(),
             output: BytesMut::with_capacity(16 * 1024),
+            client_fd: -1,
         }
     }
 
@@ -226,6 +236,7 @@ impl Session {
                 let counters = self.counters();
                 counters.cmd_set.fetch_add(1, Ordering::Relaxed);
                 counters.store_too_large.fetch_add(1, Ordering::Relaxed);
+                self.shared.detail.record_set(&key);
                 if mode == StoreMode::Set && !self.unlink_elsewhere(&key, mode) {
                     // memcached never leaves the old value behind a failed set.
                     self.submit(Operation::Remove { key }, ReplyKind::Silent, true)
@@ -302,12 +313,14 @@ impl Session {
             Request::Get(get) => return self.execute_get(get).await,
             Request::Store(store) => {
                 self.counters().cmd_set.fetch_add(1, Ordering::Relaxed);
+                self.shared.detail.record_set(&store.key);
                 let cas = matches!(store.mode, StoreMode::Cas(_));
                 let noreply = store.noreply;
                 let op = lower::text_store(store, now());
                 self.submit(op, ReplyKind::Store { cas }, noreply).await;
             }
             Request::Delete(delete) => {
+                self.shared.detail.record_delete(&delete.key);
                 let op = Operation::Delete(DeleteOp::new(delete.key));
                 self.submit(op, ReplyKind::Delete, delete.noreply).await;
             }
@@ -371,6 +384,8 @@ impl Session {
                 self.resolve_pending().await;
                 scan::render(&self.store, &scan, &mut self.output);
             }
+            Request::Watch(watch) => return self.watch(watch).await,
+            Request::Slabs(slabs) => self.slabs(slabs).await,
             other => {
                 tracing::debug!(request = ?other, "unsupported request");
                 self.reply(Reply::Error).await;
@@ -407,6 +422,10 @@ impl Session {
                         return;
                     }
                 };
+                // A read that wins the token is reported by `submit`.
+                if !matches!(&lookup, Lookup::Hit(record) if FetchOp::read_would_win(record)) {
+                    self.watch_lookup(&get.key, &lookup);
+                }
                 let counters = &self.shared.counters;
                 match lookup {
                     Lookup::Hit(record) if FetchOp::read_would_win(&record) => {
@@ -556,6 +575,15 @@ impl Session {
     }
 
     async fn submit(&mut self, op: Operation, kind: ReplyKind, noreply: bool) {
+        // While someone watches, requests run one at a time, so that the
+        // lookup reported before a write sees every earlier write.
+        let watching = self.shared.watchers.active() && !matches!(kind, ReplyKind::Silent);
+        let watch = if watching {
+            self.resolve_pending().await;
+            self.watch_before(&op).map(Box::new)
+        } else {
+            None
+        };
         if self.pending.len() >= MAX_PENDING {
             self.resolve_pending().await;
         }
@@ -569,8 +597,12 @@ impl Session {
             write,
             kind,
             noreply,
+            watch,
             ack_key,
         });
+        if watching {
+            self.resolve_pending().await;
+        }
     }
 
     /// Runs a forwarded request here after no peer before this node
@@ -694,10 +726,18 @@ impl Session {
                     write,
                     kind,
                     noreply,
+                    watch,
                     ack_key,
                 } => {
                     let (outcome, seq) = write.outcome_and_seq().await;
                     count::count_outcome(&self.shared.counters, &kind, &outcome);
+                    if let ReplyKind::GatValue { key, .. } = &kind {
+                        let hit = matches!(outcome, Outcome::Fetched(_));
+                        self.shared.detail.record_get(key, hit);
+                    }
+                    if let Some(note) = watch {
+                        self.watch_after(*note, &outcome);
+                    }
                     self.note_access(&kind, &outcome);
                     if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
                     {
@@ -783,6 +823,10 @@ impl Session {
                     return;
                 }
             };
+            self.shared
+                .detail
+                .record_get(key, matches!(lookup, Lookup::Hit(_)));
+            self.watch_lookup(key, &lookup);
             let counters = &self.shared.counters;
             match lookup {
                 Lookup::Hit(record) => {

@@ -155,16 +155,17 @@ impl Session {
     }
 
     pub(super) fn meta_debug(&mut self, debug: &MetaDebug) {
-        let record = match self.store.get(&debug.key) {
-            Ok(Lookup::Hit(record)) => record,
-            Ok(_) => {
-                MetaReply::bare(MetaStatus::Miss).encode(&mut self.output);
-                return;
-            }
+        let lookup = match self.store.get(&debug.key) {
+            Ok(lookup) => lookup,
             Err(err) => {
                 Reply::ServerError(err.to_string().into()).encode(&mut self.output);
                 return;
             }
+        };
+        self.watch_lookup(&debug.key, &lookup);
+        let Lookup::Hit(record) = lookup else {
+            MetaReply::bare(MetaStatus::Miss).encode(&mut self.output);
+            return;
         };
         let now = self.store.now_secs();
         let seen = self.shared.access.observe(

@@ -1,6 +1,18 @@
 //! The `stats` report: the general group in memcached's names and order,
 //! `stats settings`, `stats store` (group commit, fsyncs, disk, the change
-//! stream) and `stats reset`.
+//! stream), `stats reset`, and memcached's `stats slabs`, `stats items`,
+//! `stats conns` and `stats detail`.
+//!
+//! mcstore has no slabs; `stats slabs` and `stats items` describe one slab
+//! class (id 1) holding every item, so that dashboards and exporters built
+//! on memcached's shape read true figures: one chunk per item
+//! (`used_chunks` = items, no free chunks), `chunk_size` the largest item
+//! allowed, `mem_requested` and `total_malloced` the items' bytes counted
+//! as memcached counts them, `reclaimed` and `crawler_reclaimed` the items
+//! the background reclaimer removed, `evicted` 0 (nothing is ever
+//! evicted). Figures of memcached's LRU (`number_hot`, `age`, `moves_*`)
+//! are 0, except `number_cold`, every item. With no items, both answer as a
+//! fresh memcached does.
 
 use std::fmt::Display;
 use std::sync::atomic::Ordering;
@@ -54,14 +66,34 @@ impl StatsReport<'_> {
             Stats::Settings => self.entries(StatGroup::Settings),
             Stats::Reset => {
                 self.shared.counters.reset();
+                self.shared.detail.clear();
                 Reply::Reset.encode(out);
+                return;
+            }
+            Stats::Detail(word) => {
+                let detail = &self.shared.detail;
+                match word.as_deref() {
+                    Some(b"on") => {
+                        detail.set_enabled(true);
+                        Reply::Ok.encode(out);
+                    }
+                    Some(b"off") => {
+                        detail.set_enabled(false);
+                        Reply::Ok.encode(out);
+                    }
+                    Some(b"dump") => detail.dump(out),
+                    _ => Reply::client_error("usage: stats detail on|off|dump").encode(out),
+                }
                 return;
             }
             Stats::Group(group) => match &group[..] {
                 b"store" => self.entries(StatGroup::Store),
                 b"cluster" => self.entries(StatGroup::Cluster),
-                // Groups memcached has that mean nothing here: no slabs.
-                b"items" | b"slabs" | b"sizes" | b"conns" => StatList::new(),
+                b"slabs" => self.listed(Self::slabs),
+                b"items" => self.listed(Self::items),
+                b"conns" => self.listed(Self::conns),
+                // memcached without -T (track sizes) says the same.
+                b"sizes" => vec![("sizes_status".to_owned(), "disabled".to_owned())],
                 _ => {
                     Reply::Error.encode(out);
                     return;
@@ -87,6 +119,12 @@ impl StatsReport<'_> {
             StatGroup::Store => self.store(&mut out),
             StatGroup::Cluster => self.cluster(&mut out),
         }
+        out
+    }
+
+    fn listed(&self, group: fn(&Self, &mut StatList)) -> StatList {
+        let mut out = StatList::new();
+        group(self, &mut out);
         out
     }
 
@@ -143,10 +181,47 @@ impl StatsReport<'_> {
     fn settings(&self, out: &mut StatList) {
         let node = self.node;
         let config = self.store.config();
-        stat(out, "listen", &node.listen);
+        // memcached's names first, in its order, for tools that read them.
+        let listen = node.listen.parse::<std::net::SocketAddr>().ok();
+        stat(out, "maxbytes", 0);
         stat(out, "maxconns", node.max_connections);
+        stat(out, "tcpport", listen.map_or(0, |a| a.port()));
+        stat(out, "udpport", 0);
+        stat(
+            out,
+            "inter",
+            listen.map_or_else(String::new, |a| a.ip().to_string()),
+        );
+        stat(out, "evictions", "off");
         stat(out, "num_threads", node.threads);
+        stat(
+            out,
+            "detail_enabled",
+            if self.shared.detail.enabled() {
+                "yes"
+            } else {
+                "no"
+            },
+        );
+        stat(out, "cas_enabled", "yes");
+        let auth = if self.shared.auth.required() {
+            "yes"
+        } else {
+            "no"
+        };
+        stat(out, "auth_enabled_sasl", auth);
+        stat(out, "auth_enabled_ascii", auth);
         stat(out, "item_size_max", config.rules.max_item_size);
+        stat(out, "slab_reassign", "no");
+        stat(
+            out,
+            "slab_automove",
+            self.shared.slab_automove.load(Ordering::Relaxed),
+        );
+        stat(out, "lru_crawler", "no");
+        stat(out, "flush_enabled", "yes");
+        // mcstore's own.
+        stat(out, "listen", &node.listen);
         stat(out, "data_dir", config.data_dir.display());
         stat(out, "sync", config.sync.name());
         stat(out, "sync_interval_ms", config.sync_interval.as_millis());
@@ -167,15 +242,102 @@ impl StatsReport<'_> {
         );
         stat(out, "max_clock_skew_ms", config.max_clock_skew.as_millis());
         stat(out, "max_pending_writes", config.max_pending_writes);
-        stat(out, "cas_enabled", "yes");
-        stat(out, "flush_enabled", "yes");
-        let auth = if self.shared.auth.required() {
-            "yes"
-        } else {
-            "no"
-        };
-        stat(out, "auth_enabled_sasl", auth);
-        stat(out, "auth_enabled_ascii", auth);
+    }
+    /// `stats slabs`: one class holding every item (see the module docs).
+    fn slabs(&self, out: &mut StatList) {
+        let storage = self.store.stats();
+        let items = storage.items.load(Ordering::Relaxed);
+        let bytes = storage.bytes.load(Ordering::Relaxed);
+        if items > 0 {
+            let counters = self.shared.counters.snapshot();
+            let counter = |name: &str| {
+                counters
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, v)| *v)
+            };
+            stat(out, "1:chunk_size", self.store.config().rules.max_item_size);
+            stat(out, "1:chunks_per_page", 1);
+            stat(out, "1:total_pages", items);
+            stat(out, "1:total_chunks", items);
+            stat(out, "1:used_chunks", items);
+            stat(out, "1:free_chunks", 0);
+            stat(out, "1:free_chunks_end", 0);
+            for name in [
+                "get_hits",
+                "cmd_set",
+                "delete_hits",
+                "incr_hits",
+                "decr_hits",
+                "cas_hits",
+                "cas_badval",
+                "touch_hits",
+            ] {
+                stat(out, &format!("1:{name}"), counter(name));
+            }
+        }
+        stat(out, "active_slabs", u64::from(items > 0));
+        stat(out, "total_malloced", if items > 0 { bytes } else { 0 });
+    }
+
+    /// `stats items`: the one class's item figures (see the module docs).
+    fn items(&self, out: &mut StatList) {
+        let storage = self.store.stats();
+        let items = storage.items.load(Ordering::Relaxed);
+        if items == 0 {
+            return;
+        }
+        let reclaimed = storage.reclaimed.load(Ordering::Relaxed);
+        let figures: [(&str, u64); 28] = [
+            ("number", items),
+            ("number_hot", 0),
+            ("number_warm", 0),
+            ("number_cold", items),
+            ("age_hot", 0),
+            ("age_warm", 0),
+            ("age", 0),
+            ("mem_requested", storage.bytes.load(Ordering::Relaxed)),
+            ("evicted", 0),
+            ("evicted_nonzero", 0),
+            ("evicted_time", 0),
+            ("outofmemory", 0),
+            ("tailrepairs", 0),
+            ("reclaimed", reclaimed),
+            ("expired_unfetched", 0),
+            ("evicted_unfetched", 0),
+            ("evicted_active", 0),
+            ("crawler_reclaimed", reclaimed),
+            ("crawler_items_checked", 0),
+            ("lrutail_reflocked", 0),
+            ("moves_to_cold", 0),
+            ("moves_to_warm", 0),
+            ("moves_within_lru", 0),
+            ("direct_reclaims", 0),
+            ("hits_to_hot", 0),
+            ("hits_to_warm", 0),
+            ("hits_to_cold", 0),
+            ("hits_to_temp", 0),
+        ];
+        for (name, value) in figures {
+            stat(out, &format!("items:1:{name}"), value);
+        }
+    }
+
+    /// `stats conns`: the listener and every connection, by descriptor.
+    fn conns(&self, out: &mut StatList) {
+        for conn in self.shared.conns.report() {
+            let fd = conn.fd;
+            stat(out, &format!("{fd}:addr"), &conn.addr);
+            if let Some(listen_addr) = &conn.listen_addr {
+                stat(out, &format!("{fd}:listen_addr"), listen_addr);
+            }
+            stat(out, &format!("{fd}:state"), conn.state);
+            stat(
+                out,
+                &format!("{fd}:secs_since_last_cmd"),
+                conn.secs_since_last_cmd,
+            );
+        }
     }
 
     fn store(&self, out: &mut StatList) {

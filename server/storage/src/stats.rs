@@ -21,6 +21,7 @@ pub struct StorageStats {
     pub batched_ops: AtomicU64,
     /// The largest batch.
     pub max_batch: AtomicU64,
+    batch_ops: Mutex<Histogram<u64>>,
     /// `fdatasync` calls of the log.
     pub fsyncs: AtomicU64,
     fsync_latency_us: Mutex<Histogram<u64>>,
@@ -56,6 +57,9 @@ impl Default for StorageStats {
             batches: AtomicU64::new(0),
             batched_ops: AtomicU64::new(0),
             max_batch: AtomicU64::new(0),
+            batch_ops: Mutex::new(
+                Histogram::new_with_bounds(1, 1 << 24, 3).expect("valid histogram bounds"),
+            ),
             fsyncs: AtomicU64::new(0),
             fsync_latency_us: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
@@ -82,6 +86,9 @@ impl StorageStats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_ops.fetch_add(ops as u64, Ordering::Relaxed);
         self.max_batch.fetch_max(ops as u64, Ordering::Relaxed);
+        if let Ok(mut histogram) = self.batch_ops.lock() {
+            let _ = histogram.record((ops as u64).clamp(1, 1 << 24));
+        }
     }
 
     /// Counts one fdatasync that took `took`.
@@ -105,6 +112,19 @@ impl StorageStats {
         ]
     }
 
+    /// fsync latencies as cumulative counts at each bound (microseconds),
+    /// for a Prometheus histogram.
+    pub fn fsync_buckets(&self, bounds_us: &[u64]) -> HistogramSnapshot {
+        let histogram = self.fsync_latency_us.lock().expect("histogram lock");
+        HistogramSnapshot::of(&histogram, bounds_us)
+    }
+
+    /// Operations per group commit as cumulative counts at each bound.
+    pub fn batch_buckets(&self, bounds: &[u64]) -> HistogramSnapshot {
+        let histogram = self.batch_ops.lock().expect("histogram lock");
+        HistogramSnapshot::of(&histogram, bounds)
+    }
+
     /// Counts and logs a record that failed its checksum.
     pub fn note_corrupt_record(&self, key: &[u8], err: &CorruptRecord) {
         self.corrupt_records.fetch_add(1, Ordering::Relaxed);
@@ -123,5 +143,43 @@ impl StorageStats {
         self.bytes.store(checkpoint.bytes, Ordering::Relaxed);
         self.tombstones
             .store(checkpoint.tombstones, Ordering::Relaxed);
+    }
+}
+
+/// A histogram read out for an exposition format: how many values were at
+/// most each bound, how many in all, and their sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(bound, values <= bound)`, bounds ascending.
+    pub buckets: Vec<(u64, u64)>,
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum (each value as its bucket's representative value, within
+    /// the histogram's 3 significant digits).
+    pub sum: u64,
+}
+
+impl HistogramSnapshot {
+    fn of(histogram: &Histogram<u64>, bounds: &[u64]) -> HistogramSnapshot {
+        let buckets = bounds
+            .iter()
+            .map(|&bound| {
+                let below = if bound == 0 {
+                    0
+                } else {
+                    histogram.count_between(0, bound)
+                };
+                (bound, below)
+            })
+            .collect();
+        let sum = histogram
+            .iter_recorded()
+            .map(|v| histogram.median_equivalent(v.value_iterated_to()) * v.count_at_value())
+            .sum();
+        HistogramSnapshot {
+            buckets,
+            count: histogram.len(),
+            sum,
+        }
     }
 }
