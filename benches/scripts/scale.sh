@@ -23,6 +23,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # $start_ms (milliseconds from exec to its "listening on" log event).
 start() {
     port=$(free_port)
+    # The shell truncates the log in the child, possibly after the loop below
+    # first reads it: the last node's "listening on" must not count.
+    rm -f "$work/log"
     local t0=$(date +%s%N)
     # shellcheck disable=SC2086
     "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-$1" --sync "$2" ${MCSTORE_FLAGS:-} >/dev/null 2>"$work/log" &
