@@ -6,6 +6,7 @@
 #
 # Needs memcached and libmemcached-tools (apt-get install memcached
 # libmemcached-tools) and a release build (cargo build --release -p mcstore-server).
+# Extra server flags for both mcstores (e.g. `--engine fjall`): MCSTORE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -34,7 +35,8 @@ wait_port "$mc_port"
 declare -A ports
 for mode in always periodic; do
     ports[$mode]=$(free_port)
-    "$bin" --listen 127.0.0.1:"${ports[$mode]}" --data-dir "$work/data-$mode" --sync "$mode" >/dev/null 2>"$work/log-$mode" & pids+=($!)
+    # shellcheck disable=SC2086
+    "$bin" --listen 127.0.0.1:"${ports[$mode]}" --data-dir "$work/data-$mode" --sync "$mode" ${MCSTORE_FLAGS:-} >/dev/null 2>"$work/log-$mode" & pids+=($!)
     wait_logged "$work/log-$mode"
 done
 
@@ -51,7 +53,7 @@ for workload in set_only mixed; do
             port=$mc_port; [ "$target" != memcached ] && port=${ports[$target]}
             t=$(tps "$port" "$config")
             results[$workload,$target]+="$t "
-            echo "run $run $workload $target: $t ops/s" >&2
+            echo "run $run $workload $target: $t ops/s (load $(cut -d' ' -f1 /proc/loadavg))" >&2
         done
     done
 done

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Parser};
 use mcstore_protocol::Limits;
-use mcstore_storage::{ItemRules, StoreConfig, SyncMode};
+use mcstore_storage::{EngineKind, ItemRules, StoreConfig, SyncMode};
 
 use crate::listen::ListenSpec;
 use crate::logging::{LogFormat, LogLevel};
@@ -87,6 +87,17 @@ pub struct Config {
     )]
     pub sync: SyncMode,
 
+    /// The storage engine: `sled` (the default) or `fjall` (an LSM tree). A
+    /// data directory keeps the engine it was made with.
+    #[arg(
+        long,
+        env = "MCSTORE_ENGINE",
+        default_value = "sled",
+        value_parser = PossibleValuesParser::new(EngineKind::ALL.map(EngineKind::name))
+            .map(|name| name.parse::<EngineKind>().expect("a listed engine")),
+    )]
+    pub engine: EngineKind,
+
     /// fdatasync interval for --sync periodic, in milliseconds (1 to 3600000).
     #[arg(long, env = "MCSTORE_SYNC_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -127,7 +138,8 @@ pub struct Config {
           value_parser = positive_usize(10_000_000))]
     pub max_pending_writes: usize,
 
-    /// sled's page cache, in bytes (k, m, g suffixes).
+    /// The engine's cache (sled's page cache, fjall's block cache), in
+    /// bytes (k, m, g suffixes).
     #[arg(long, env = "MCSTORE_CACHE_SIZE", default_value = "256m", value_parser = parse_size)]
     pub cache_size: usize,
 
@@ -141,6 +153,13 @@ pub struct Config {
     #[arg(long, env = "MCSTORE_CHECKPOINT_INTERVAL_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
     pub checkpoint_interval_ms: u64,
+
+    /// Bytes applied to the engine after which it shortens its own
+    /// recovery (k, m, g suffixes): sled reopens itself to write its
+    /// snapshot (reads and writes wait about as long as a restart would),
+    /// fjall flushes its memtables. Bounds the restart time after a crash.
+    #[arg(long, env = "MCSTORE_ENGINE_REPLAY_LIMIT", default_value = "256m", value_parser = parse_size)]
+    pub engine_replay_limit: usize,
 
     /// Keys per second the background reclaimer examines for expired and
     /// flushed items and old tombstones (0: never reclaim).
@@ -402,6 +421,7 @@ impl Config {
             parse_number: mcstore_protocol::number::parse_u64,
         };
         StoreConfig {
+            engine: self.engine,
             sync: self.sync,
             sync_interval: Duration::from_millis(self.sync_interval_ms),
             max_batch: self.max_batch,
@@ -409,6 +429,7 @@ impl Config {
             wal_segment_bytes: self.wal_segment_size as u64,
             wal_retention_bytes: self.wal_retention as u64,
             checkpoint_interval: Duration::from_millis(self.checkpoint_interval_ms),
+            engine_replay_bytes: self.engine_replay_limit as u64,
             reclaim_keys_per_sec: self.reclaim_rate,
             tombstone_grace: self.tombstone_grace,
             max_clock_skew: self.max_clock_skew,

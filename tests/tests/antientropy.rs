@@ -47,8 +47,19 @@ fn corrupt(dir: &std::path::Path, mode: &str, keys: &[String]) {
 
 #[test]
 fn damaged_and_missing_records_on_one_replica_are_repaired_from_the_other() {
+    repair_damage("sled");
+}
+
+#[test]
+fn damaged_and_missing_records_are_repaired_on_fjall_too() {
+    repair_damage("fjall");
+}
+
+fn repair_damage(engine: &'static str) {
     let mut args = FAST_DETECTION.to_vec();
     args.extend_from_slice(&[
+        "--engine",
+        engine,
         "--replica-reads",
         "--replication-factor",
         "2",

@@ -13,7 +13,11 @@
 //!   Later rounds keep checking the earlier rounds' keys (recovery after recovery).
 //!   The random seed is printed; set `CRASH_SEED` to replay it. `CRASH_SYNC`
 //!   (e.g. `periodic`) passes `--sync` to the server; by default it runs with
-//!   the server's default, `--sync always`.
+//!   the server's default, `--sync always`. It checkpoints every 200 ms and
+//!   the engine shortens its own recovery every 4 MiB
+//!   (`--engine-replay-limit 4m`: sled reopens itself).
+//! - `kill9_loses_no_acknowledged_write_on_fjall`: the same with `--engine
+//!   fjall` (env `CRASH_ROUNDS_FJALL`, default 3 rounds).
 //! - `sigterm_during_load_exits_cleanly_and_keeps_writes`: SIGTERM under load
 //!   exits 0 and the acknowledged writes survive a restart.
 //! - `second_instance_on_same_data_dir_refuses_to_start`: a second mcstore on a
@@ -303,7 +307,17 @@ fn report(failures: &[String], context: &str) {
 
 #[test]
 fn kill9_loses_no_acknowledged_write() {
-    let rounds = env_number("CRASH_ROUNDS", 4);
+    kill9_rounds(env_number("CRASH_ROUNDS", 4), &[]);
+}
+
+#[test]
+fn kill9_loses_no_acknowledged_write_on_fjall() {
+    kill9_rounds(env_number("CRASH_ROUNDS_FJALL", 3), &["--engine", "fjall"]);
+}
+
+/// `rounds` rounds of writers, kill -9, restart and verification, with the
+/// server's `--sync` from `CRASH_SYNC` and `engine_args`.
+fn kill9_rounds(rounds: u64, engine_args: &[&str]) {
     let threads = env_number("CRASH_THREADS", 16) as usize;
     let seed = env_number(
         "CRASH_SEED",
@@ -312,7 +326,20 @@ fn kill9_loses_no_acknowledged_write() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    let args = crash_server_args();
+    let mut args = crash_server_args();
+    args.extend(engine_args.iter().map(|arg| arg.to_string()));
+    // Checkpoints every 200 ms, and the engine shortens its recovery (sled
+    // reopens itself) once 4 MiB were applied, several times a second under
+    // this load, so kills land during and between those too.
+    args.extend(
+        [
+            "--checkpoint-interval-ms",
+            "200",
+            "--engine-replay-limit",
+            "4m",
+        ]
+        .map(String::from),
+    );
     println!("crash test: {rounds} rounds, {threads} writers, args {args:?}, CRASH_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut server = Mcstore::start(&args.iter().map(String::as_str).collect::<Vec<_>>());

@@ -2,7 +2,9 @@
 //!
 //! - The checkpointer makes the engine durable (with real fsyncs) every
 //!   checkpoint interval, drops the log segments nothing needs any more
-//!   (see [`crate::wal::cursors::retain`]) and writes the cursors durably.
+//!   (see [`crate::wal::cursors::retain`]) and writes the cursors durably;
+//!   when more than `engine_replay_bytes` were applied since the engine last
+//!   shortened its own recovery, it has it do so.
 //! - The reclaimer walks the key space at a bounded rate and asks the
 //!   commit pipeline to reclaim expired and flushed items and to purge
 //!   tombstones past their grace period. It rests while nothing can have
@@ -11,7 +13,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -64,6 +66,8 @@ pub struct Checkpointer {
     pub stats: Arc<StorageStats>,
     /// Log kept for lagging cursors at most.
     pub retention_bytes: u64,
+    /// Backlog at which the engine shortens its recovery (0: never here).
+    pub engine_replay_bytes: u64,
 }
 
 impl Checkpointer {
@@ -87,6 +91,31 @@ impl Checkpointer {
         }
         if let Err(err) = self.cursors.persist() {
             tracing::warn!(cause = %err, "could not write the change-stream cursors");
+        }
+        if self.engine_replay_bytes > 0
+            && self.engine.recovery_backlog() >= self.engine_replay_bytes
+        {
+            self.shorten_recovery();
+        }
+    }
+
+    /// Has the engine shorten its own recovery, and says how long it took.
+    pub fn shorten_recovery(&self) {
+        let backlog = self.engine.recovery_backlog();
+        let started = Instant::now();
+        match self.engine.shorten_recovery() {
+            Ok(()) => {
+                self.stats
+                    .recoveries_shortened
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    engine = self.engine.name(),
+                    backlog_mib = backlog >> 20,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "shortened the engine's recovery"
+                );
+            }
+            Err(err) => tracing::error!(cause = %err, "shortening the engine's recovery failed"),
         }
     }
 

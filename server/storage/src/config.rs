@@ -1,5 +1,5 @@
-//! How a store is opened: the data directory, durability, batching,
-//! retention, and the item rules of the protocol the node serves.
+//! How a store is opened: the data directory, the engine, durability,
+//! batching, retention, and the item rules of the protocol the node serves.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -54,6 +54,49 @@ impl FromStr for SyncMode {
     }
 }
 
+/// Which embedded engine holds the items. A data directory is made with one
+/// and remembers it (`<data dir>/ENGINE`); opening it with the other is an
+/// error, never an empty store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// sled 0.34.7 (a copy-on-write B+ tree): the default.
+    #[default]
+    Sled,
+    /// fjall 3 (an LSM tree).
+    Fjall,
+}
+
+impl EngineKind {
+    /// Every engine, in the order the command line lists them.
+    pub const ALL: [EngineKind; 2] = [EngineKind::Sled, EngineKind::Fjall];
+
+    /// The name used on the command line, in the data directory's `ENGINE`
+    /// file and as the engine's subdirectory.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Sled => "sled",
+            EngineKind::Fjall => "fjall",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<EngineKind, String> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .ok_or_else(|| format!("`{text}` is not an engine (sled, fjall)"))
+    }
+}
+
 /// How the protocol the node serves counts an item's size and reads a
 /// counter out of a stored value. The server passes memcached's rules
 /// (`mcstore_protocol::item_size` and `mcstore_protocol::number::parse_u64`),
@@ -73,6 +116,9 @@ pub struct ItemRules {
 pub struct StoreConfig {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The engine (a new data directory is made with it; an existing one
+    /// must have been made with it).
+    pub engine: EngineKind,
     /// Durability mode.
     pub sync: SyncMode,
     /// fdatasync interval for `SyncMode::Periodic`.
@@ -81,7 +127,7 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Item size and counter rules.
     pub rules: ItemRules,
-    /// The engine's page cache.
+    /// The engine's cache (sled's page cache, fjall's block cache).
     pub cache_bytes: u64,
     /// Size at which a log segment is closed and a new one started.
     pub wal_segment_bytes: u64,
@@ -89,6 +135,11 @@ pub struct StoreConfig {
     pub wal_retention_bytes: u64,
     /// How often the engine is made durable and old log segments dropped.
     pub checkpoint_interval: Duration,
+    /// Bytes applied to the engine after which the checkpointer has it
+    /// shorten its own recovery ([`crate::engine::Engine::shorten_recovery`]:
+    /// sled reopens itself, fjall flushes its memtables), which bounds the
+    /// engine's part of a restart after a crash; 0: only at shutdown.
+    pub engine_replay_bytes: u64,
     /// Keys per second the reclaimer examines (0 turns it off).
     pub reclaim_keys_per_sec: u64,
     /// How long a tombstone is kept before it is purged.
@@ -105,6 +156,7 @@ impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>, rules: ItemRules) -> StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
+            engine: EngineKind::Sled,
             sync: SyncMode::Always,
             sync_interval: Duration::from_millis(100),
             max_batch: 1024,
@@ -113,6 +165,7 @@ impl StoreConfig {
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_retention_bytes: 1 << 30,
             checkpoint_interval: Duration::from_secs(5),
+            engine_replay_bytes: 256 * 1024 * 1024,
             reclaim_keys_per_sec: 50_000,
             tombstone_grace: Duration::from_secs(24 * 60 * 60),
             max_clock_skew: Duration::from_millis(500),
@@ -131,5 +184,13 @@ mod tests {
             assert_eq!(mode.name().parse::<SyncMode>(), Ok(mode));
         }
         assert!("sometimes".parse::<SyncMode>().is_err());
+    }
+
+    #[test]
+    fn engines_parse_by_name() {
+        for kind in EngineKind::ALL {
+            assert_eq!(kind.name().parse::<EngineKind>(), Ok(kind));
+        }
+        assert!("rocksdb".parse::<EngineKind>().is_err());
     }
 }

@@ -1,14 +1,17 @@
-//! The data directory: its lock (one node per directory) and the node's id.
+//! The data directory: its lock (one node per directory), the node's id and
+//! the engine it was made with.
 //!
 //! Layout: `LOCK` (held with `flock` while the node runs), `NODE_ID` (16 hex
-//! digits, made once), `sled/` (the engine), `wal/` (the log segments and
-//! the change-stream cursors).
+//! digits, made once), `ENGINE` (`sled` or `fjall`, written once, before the
+//! engine's first file), `sled/` or `fjall/` (the engine), `wal/` (the log
+//! segments and the change-stream cursors).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use crate::config::EngineKind;
 use crate::error::StoreError;
 use crate::version::NodeId;
 
@@ -74,6 +77,36 @@ pub fn node_id(data_dir: &Path) -> Result<NodeId, StoreError> {
     }
 }
 
+/// Checks that the data directory was made with `requested`, or records
+/// that it is being made with it. `<data dir>/ENGINE` names the engine; a
+/// directory of an earlier release has none, and its engine is the
+/// subdirectory it holds (`sled/`). A directory holding neither is new:
+/// `ENGINE` is written durably before the engine creates anything.
+pub fn check_engine(data_dir: &Path, requested: EngineKind) -> Result<(), StoreError> {
+    let path = data_dir.join("ENGINE");
+    let found = match fs::read_to_string(&path) {
+        Ok(text) => Some(
+            text.trim()
+                .parse::<EngineKind>()
+                .map_err(|_| StoreError::CorruptEngineMarker(path.clone()))?,
+        ),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => EngineKind::ALL
+            .into_iter()
+            .find(|kind| data_dir.join(kind.name()).exists()),
+        Err(err) => return Err(io_error(data_dir)(err)),
+    };
+    match found {
+        Some(found) if found != requested => Err(StoreError::EngineMismatch {
+            path: data_dir.to_path_buf(),
+            found,
+            requested,
+        }),
+        Some(_) if path.exists() => Ok(()),
+        _ => write_file_durably(data_dir, "ENGINE", format!("{requested}\n").as_bytes())
+            .map_err(io_error(data_dir)),
+    }
+}
+
 /// Replaces `dir/name` with `contents` durably: a temporary file is written
 /// and fsynced, renamed over the old one, and the directory fsynced. A crash
 /// leaves the old file or the new one, never a torn one. Callers that write
@@ -123,6 +156,53 @@ mod tests {
             node_id(dir.path()),
             Err(StoreError::CorruptNodeId(_))
         ));
+    }
+
+    #[test]
+    fn a_directory_remembers_its_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        check_engine(dir.path(), EngineKind::Fjall).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("ENGINE")).unwrap(),
+            "fjall\n"
+        );
+        check_engine(dir.path(), EngineKind::Fjall).unwrap();
+        let err = check_engine(dir.path(), EngineKind::Sled).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::EngineMismatch {
+                    found: EngineKind::Fjall,
+                    requested: EngineKind::Sled,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        fs::write(dir.path().join("ENGINE"), "rocksdb\n").unwrap();
+        assert!(matches!(
+            check_engine(dir.path(), EngineKind::Fjall),
+            Err(StoreError::CorruptEngineMarker(_))
+        ));
+    }
+
+    #[test]
+    fn a_directory_of_an_earlier_release_is_a_sled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sled")).unwrap();
+        assert!(matches!(
+            check_engine(dir.path(), EngineKind::Fjall),
+            Err(StoreError::EngineMismatch {
+                found: EngineKind::Sled,
+                ..
+            })
+        ));
+        assert!(!dir.path().join("ENGINE").exists());
+        check_engine(dir.path(), EngineKind::Sled).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("ENGINE")).unwrap(),
+            "sled\n"
+        );
     }
 
     #[test]

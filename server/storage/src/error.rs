@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::config::EngineKind;
 use crate::engine::EngineError;
 use crate::record::CorruptRecord;
 use crate::version::ClockSkew;
@@ -35,6 +36,19 @@ pub enum StoreError {
     /// The node id file is unreadable.
     #[error("node id file {0} is corrupt (expected 16 hex digits)")]
     CorruptNodeId(PathBuf),
+    /// The data directory was made with another engine.
+    #[error("data directory {path} was made with the {found} engine, not {requested}: open it with engine {found}, or use another data directory")]
+    EngineMismatch {
+        /// The data directory.
+        path: PathBuf,
+        /// The engine it was made with.
+        found: EngineKind,
+        /// The engine it was opened with.
+        requested: EngineKind,
+    },
+    /// The file naming the data directory's engine is unreadable.
+    #[error("engine file {0} is corrupt (expected sled or fjall)")]
+    CorruptEngineMarker(PathBuf),
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),

@@ -1,6 +1,7 @@
 //! `mcstore-storage`: one node's data. The write-ahead log, group commit,
 //! the semantics of every write, versioned records with tombstones, and the
-//! change stream a replica follows, on an embedded engine (sled).
+//! change stream a replica follows, on an embedded engine (sled by
+//! default, or fjall).
 //!
 //! It depends on nothing from the wire: the server lowers text and meta
 //! commands into [`ops::Operation`]s and renders [`ops::Outcome`]s into
@@ -19,7 +20,7 @@
 //!   versions; [`expiry`]: absolute expiry; [`flush`]: `flush_all` markers.
 //! - [`wal`]: the write-ahead log; [`wal::stream`]: the change-stream
 //!   reader; [`wal::cursors`]: durable cursors and log retention.
-//! - [`engine`]: the engine trait and sled; [`recovery`]: log replay on
+//! - [`engine`]: the engine trait, sled and fjall; [`recovery`]: log replay on
 //!   start; [`background`]: the checkpointer and the reclaimer.
 //! - [`config`], [`error`], [`stats`], [`clock`], [`datadir`]: settings,
 //!   typed errors, counters, time, the directory lock and the node id.
@@ -44,7 +45,7 @@ pub mod txn;
 pub mod version;
 pub mod wal;
 
-pub use config::{ItemRules, StoreConfig, SyncMode};
+pub use config::{EngineKind, ItemRules, StoreConfig, SyncMode};
 pub use error::{ReadError, StoreError, WriteError};
 pub use expiry::Expiry;
 pub use ops::{Operation, Outcome};

@@ -27,6 +27,8 @@ pub struct StorageStats {
     fsync_latency_us: Mutex<Histogram<u64>>,
     /// Checkpoints made durable.
     pub checkpoints: AtomicU64,
+    /// Times the engine shortened its own recovery (sled reopened itself).
+    pub recoveries_shortened: AtomicU64,
     /// Dead items removed by the reclaimer.
     pub reclaimed: AtomicU64,
     /// Tombstones purged after their grace period.
@@ -66,6 +68,7 @@ impl Default for StorageStats {
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
             ),
             checkpoints: AtomicU64::new(0),
+            recoveries_shortened: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             purged: AtomicU64::new(0),
             expiring_writes: AtomicU64::new(0),

@@ -1,6 +1,7 @@
 //! The store: one node's data, opened from a data directory.
 //!
-//! [`Store::open`] locks the directory, reads the node id, opens the engine,
+//! [`Store::open`] locks the directory, checks which engine made it, reads
+//! the node id, opens the engine,
 //! replays the write-ahead log past the engine's checkpoint and starts three
 //! threads: the commit pipeline, the checkpointer and the reclaimer. Reads
 //! go straight to the engine; writes go through [`Store::enqueue`] to the
@@ -18,7 +19,7 @@ use crate::clock::Clock;
 use crate::commit::{Answer, CommitPipeline, PipelineConfig, Submission};
 use crate::config::StoreConfig;
 use crate::datadir::{self, DataDirLock};
-use crate::engine::{Engine, SledEngine};
+use crate::engine::{self, Engine};
 use crate::error::{ReadError, StoreError, WriteError};
 use crate::flush::{FlushMarkers, FlushState};
 use crate::handoff::{completion, Abandoned, Completion, Queue};
@@ -30,6 +31,10 @@ use crate::version::NodeId;
 use crate::wal::cursors::{CursorState, Cursors};
 use crate::wal::stream::{ChangeReader, StreamError};
 use crate::wal::Segments;
+
+/// Below this backlog a shutdown leaves the engine's recovery as it is
+/// (replaying that little costs less than shortening it).
+const SHUTDOWN_REPLAY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What a read found under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +101,19 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store in `config.data_dir` with sled as the engine.
+    /// Opens the store in `config.data_dir` with `config.engine`, which
+    /// must be the engine the directory was made with.
     pub fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let engine = SledEngine::open(&config.data_dir.join("sled"), config.cache_bytes)?;
-        Store::with_engine(config, clock, Arc::new(engine), lock)
+        datadir::check_engine(&config.data_dir, config.engine)?;
+        let started = std::time::Instant::now();
+        let engine = engine::open(config.engine, &config.data_dir, config.cache_bytes)?;
+        tracing::info!(
+            engine = engine.name(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "engine open"
+        );
+        Store::with_engine(config, clock, engine, lock)
     }
 
     fn with_engine(
@@ -177,6 +190,7 @@ impl Store {
             cursors: self.cursors.clone(),
             stats: self.stats.clone(),
             retention_bytes: self.config.wal_retention_bytes,
+            engine_replay_bytes: self.config.engine_replay_bytes,
         }
     }
 
@@ -416,11 +430,16 @@ impl Store {
     }
 
     /// Stops taking writes, lets the pipeline finish and sync everything
-    /// queued, makes the engine durable and drops the log it covers.
+    /// queued, makes the engine durable and drops the log it covers, and
+    /// has the engine shorten its own recovery so that the next start is
+    /// quick.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         self.stop_threads();
         self.engine.make_durable()?;
         self.checkpoint_now();
+        if self.engine.recovery_backlog() >= SHUTDOWN_REPLAY_BYTES {
+            self.checkpointer().shorten_recovery();
+        }
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! seeds); the clock and the cas counter move past what was applied; a
 //! version too far in the future is refused and counted; tombstones hide a
 //! key, replicate like items, keep an older write out, and are purged after
-//! their grace period.
+//! their grace period. Every test runs on each engine.
 
 mod common;
 
@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{open, rules, set, Rng, START};
+use common::{config, engine_tests, open, set, Rng, START};
 use mcstore_storage::clock::ManualClock;
 use mcstore_storage::ops::{DeleteOp, Outcome};
 use mcstore_storage::{
-    Expiry, Lookup, NodeId, Operation, Record, Store, StoreConfig, Timestamp, Version, WriteError,
+    EngineKind, Expiry, Lookup, NodeId, Operation, Record, Store, Timestamp, Version, WriteError,
 };
 
 const KEYS: u64 = 6;
@@ -84,8 +84,7 @@ async fn apply_all(store: &Store, records: &[(Bytes, Record)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_order_any_number_of_times_converges() {
+async fn any_order_any_number_of_times_converges(engine: EngineKind) {
     for seed in 1..=25u64 {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
         let mut used = std::collections::HashSet::new();
@@ -94,7 +93,10 @@ async fn any_order_any_number_of_times_converges() {
             .collect();
         let clock = Arc::new(ManualClock::at_secs(START));
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let stores: Vec<Store> = dirs.iter().map(|d| open(d.path(), &clock)).collect();
+        let stores: Vec<Store> = dirs
+            .iter()
+            .map(|d| open(d.path(), &clock, engine))
+            .collect();
         // Store 0: in order. Store 1: shuffled, every record twice. Store
         // 2: shuffled, some applied, then a restart, then all again.
         apply_all(&stores[0], &records).await;
@@ -108,7 +110,7 @@ async fn any_order_any_number_of_times_converges() {
         let mut stores = stores;
         let third = stores.pop().unwrap();
         drop(third);
-        stores.push(open(dirs[2].path(), &clock));
+        stores.push(open(dirs[2].path(), &clock, engine));
         rng.shuffle(&mut shuffled);
         apply_all(&stores[2], &shuffled).await;
 
@@ -151,11 +153,10 @@ async fn any_order_any_number_of_times_converges() {
     }
 }
 
-#[tokio::test]
-async fn applying_moves_the_clock_and_the_cas_counter_past_the_record() {
+async fn applying_moves_the_clock_and_the_cas_counter_past_the_record(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let store = open(dir.path(), &clock);
+    let store = open(dir.path(), &clock, engine);
     let remote = Record {
         flags: 0,
         expiry: Expiry::Never,
@@ -193,11 +194,10 @@ async fn applying_moves_the_clock_and_the_cas_counter_past_the_record() {
     assert_eq!(again, Outcome::Stale);
 }
 
-#[tokio::test]
-async fn a_version_too_far_ahead_is_refused_and_counted() {
+async fn a_version_too_far_ahead_is_refused_and_counted(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let store = open(dir.path(), &clock);
+    let store = open(dir.path(), &clock, engine);
     let future = Record {
         flags: 0,
         expiry: Expiry::Never,
@@ -227,11 +227,15 @@ async fn a_version_too_far_ahead_is_refused_and_counted() {
     assert!(local.version.timestamp.millis() < START * 1000 + 1000);
 }
 
-#[tokio::test]
-async fn a_delete_leaves_a_tombstone_that_hides_replicates_and_keeps_older_writes_out() {
+async fn a_delete_leaves_a_tombstone_that_hides_replicates_and_keeps_older_writes_out(
+    engine: EngineKind,
+) {
     let clock = Arc::new(ManualClock::at_secs(START));
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (open(dir_a.path(), &clock), open(dir_b.path(), &clock));
+    let (a, b) = (
+        open(dir_a.path(), &clock, engine),
+        open(dir_b.path(), &clock, engine),
+    );
     a.execute(set("k", "old")).await;
     let old = a.get_record(b"k").unwrap().unwrap();
     clock.advance_millis(5);
@@ -277,11 +281,10 @@ async fn a_delete_leaves_a_tombstone_that_hides_replicates_and_keeps_older_write
     assert_eq!(a.stats().tombstones.load(Ordering::Relaxed), 0);
 }
 
-#[tokio::test]
-async fn tombstones_are_purged_after_their_grace_period_and_not_before() {
+async fn tombstones_are_purged_after_their_grace_period_and_not_before(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let mut config = StoreConfig::new(dir.path(), rules());
+    let mut config = config(dir.path(), engine);
     config.reclaim_keys_per_sec = 1_000_000;
     config.tombstone_grace = Duration::from_secs(60);
     let store = Store::open(config, clock.clone()).unwrap();
@@ -310,3 +313,11 @@ async fn tombstones_are_purged_after_their_grace_period_and_not_before() {
     assert_eq!(store.stats().tombstones.load(Ordering::Relaxed), 0);
     assert_eq!(store.stats().purged.load(Ordering::Relaxed), 1);
 }
+
+engine_tests!(
+    any_order_any_number_of_times_converges,
+    applying_moves_the_clock_and_the_cas_counter_past_the_record,
+    a_version_too_far_ahead_is_refused_and_counted,
+    a_delete_leaves_a_tombstone_that_hides_replicates_and_keeps_older_writes_out,
+    tombstones_are_purged_after_their_grace_period_and_not_before,
+);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mcstore_storage::clock::ManualClock;
 use mcstore_storage::ops::{StoreMode, StoreOp};
-use mcstore_storage::{Expiry, ItemRules, Operation, Store, StoreConfig};
+use mcstore_storage::{EngineKind, Expiry, ItemRules, Operation, Store, StoreConfig};
 
 /// The unix second the tests' clocks start at.
 pub const START: u64 = 1_800_000_000;
@@ -23,13 +23,42 @@ pub fn rules() -> ItemRules {
     }
 }
 
-/// A store on `dir` without a background reclaimer.
-pub fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
-    let mut config = StoreConfig::new(dir, rules());
+/// The default configuration for `dir` on `engine`.
+pub fn config(dir: &Path, engine: EngineKind) -> StoreConfig {
+    StoreConfig {
+        engine,
+        ..StoreConfig::new(dir, rules())
+    }
+}
+
+/// A store on `dir` and `engine` without a background reclaimer.
+pub fn open(dir: &Path, clock: &Arc<ManualClock>, engine: EngineKind) -> Store {
+    let mut config = config(dir, engine);
     config.reclaim_keys_per_sec = 0;
     config.checkpoint_interval = Duration::from_millis(100);
     Store::open(config, clock.clone()).expect("open store")
 }
+
+/// Runs each `async fn NAME(engine: EngineKind)` named as one test per
+/// engine: `NAME::sled` and `NAME::fjall`.
+#[allow(unused_macros)]
+macro_rules! engine_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sled() {
+                super::$name(mcstore_storage::EngineKind::Sled).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fjall() {
+                super::$name(mcstore_storage::EngineKind::Fjall).await
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use engine_tests;
 
 /// A plain `set`.
 pub fn set(key: &str, value: &str) -> Operation {

@@ -2,7 +2,8 @@
 //! time and prints each acknowledgement; it is killed with SIGKILL mid-run,
 //! restarted on the same data directory, and killed again. Reading the
 //! stream from the start then yields every acknowledged write exactly once,
-//! in the order it was acknowledged, both runs' writes included.
+//! in the order it was acknowledged, both runs' writes included. Once per
+//! engine.
 //!
 //! The child is the `crash_writer` example (`cargo test` builds it; this
 //! test builds it when run alone).
@@ -16,10 +17,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{open, START};
+use common::{engine_tests, open, START};
 use mcstore_storage::clock::ManualClock;
 use mcstore_storage::engine::Change;
 use mcstore_storage::wal::Origin;
+use mcstore_storage::EngineKind;
 
 fn crash_writer() -> PathBuf {
     // target/<profile>/deps/stream_crash-<hash> -> target/<profile>/examples/
@@ -52,10 +54,11 @@ fn crash_writer() -> PathBuf {
 
 /// Runs the child from `first` until it has acknowledged `count` writes,
 /// kills it with SIGKILL and returns the acknowledged numbers.
-fn write_then_kill(dir: &Path, first: u64, count: usize) -> Vec<u64> {
+fn write_then_kill(dir: &Path, engine: EngineKind, first: u64, count: usize) -> Vec<u64> {
     let mut child = Command::new(crash_writer())
         .arg(dir)
         .arg(first.to_string())
+        .arg(engine.name())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -80,15 +83,14 @@ fn write_then_kill(dir: &Path, first: u64, count: usize) -> Vec<u64> {
     acked
 }
 
-#[tokio::test]
-async fn every_acknowledged_write_is_in_the_stream_once_in_order_across_kill_9() {
+async fn every_acknowledged_write_is_in_the_stream_once_in_order_across_kill_9(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
-    let mut acked = write_then_kill(dir.path(), 0, 300);
+    let mut acked = write_then_kill(dir.path(), engine, 0, 300);
     let first_run_end = acked.last().copied().unwrap() + 1_000;
-    acked.extend(write_then_kill(dir.path(), first_run_end, 300));
+    acked.extend(write_then_kill(dir.path(), engine, first_run_end, 300));
 
     let clock = Arc::new(ManualClock::at_secs(START));
-    let store = open(dir.path(), &clock);
+    let store = open(dir.path(), &clock, engine);
     let mut reader = store.follow(0);
     let mut position: HashMap<u64, u64> = HashMap::new();
     let mut last_seq = 0;
@@ -121,3 +123,5 @@ async fn every_acknowledged_write_is_in_the_stream_once_in_order_across_kill_9()
             .is_some());
     }
 }
+
+engine_tests!(every_acknowledged_write_is_in_the_stream_once_in_order_across_kill_9);

@@ -18,9 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mcstore_storage::clock::SystemClock;
-use mcstore_storage::engine::sled::SledEngine;
-use mcstore_storage::engine::{Change, Engine};
-use mcstore_storage::{ItemRules, Record, Store, StoreConfig};
+use mcstore_storage::engine::Change;
+use mcstore_storage::{EngineKind, ItemRules, Record, Store, StoreConfig};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -56,13 +55,21 @@ fn corrupt(dir: &std::path::Path, drop_them: bool, keys: &[Vec<u8>]) -> Result<(
         item_size: |key, _flags, value| (key + value) as u64,
         parse_number: |text| std::str::from_utf8(text).ok()?.parse().ok(),
     };
-    let store = Store::open(StoreConfig::new(dir, rules), Arc::new(SystemClock))
+    // The data directory's engine, from its ENGINE marker (none: sled).
+    let marker = std::fs::read_to_string(dir.join("ENGINE")).unwrap_or_default();
+    let kind = EngineKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == marker.trim())
+        .unwrap_or_default();
+    let mut config = StoreConfig::new(dir, rules);
+    config.engine = kind;
+    let store = Store::open(config, Arc::new(SystemClock))
         .map_err(|e| format!("opening the store: {e}"))?;
     store
         .shutdown()
         .map_err(|e| format!("shutting it down: {e}"))?;
     drop(store);
-    let engine = SledEngine::open(&dir.join("sled"), 16 << 20)
+    let engine = mcstore_storage::engine::open(kind, dir, 16 << 20)
         .map_err(|e| format!("opening the engine: {e}"))?;
     let mut checkpoint = engine
         .checkpoint()

@@ -1,6 +1,7 @@
 //! Storage model test: random operations against the store and against a
 //! `HashMap`, with graceful and abrupt restarts and a clock that jumps, plus
 //! the corrupt-record path, reclaiming, tombstones and a failed log write.
+//! The tests that exercise the engine run on each engine.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::config::ItemRules;
+use crate::config::{EngineKind, ItemRules};
 use crate::engine::{Change, Checkpoint};
 use crate::expiry::Expiry;
 use crate::ops::{CounterOp, DeleteOp, FetchOp, StoreMode, StoreOp};
@@ -52,7 +53,15 @@ pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
 }
 
 fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
+    open_on(dir, clock, EngineKind::Sled)
+}
+
+fn open_on(dir: &std::path::Path, clock: &Arc<ManualClock>, engine: EngineKind) -> Store {
     let mut config = config(dir);
+    config.engine = engine;
+    // The checkpointer has the engine shorten its recovery (sled reopens
+    // itself) whenever a few writes were applied.
+    config.engine_replay_bytes = 2048;
     config.reclaim_keys_per_sec = 0;
     config.checkpoint_interval = Duration::from_millis(50);
     config.wal_segment_bytes = 4096;
@@ -140,14 +149,40 @@ fn learn_cas(store: &Store, model: &mut HashMap<Bytes, Item>, key: &Bytes) -> u6
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_matches_a_hashmap_model_across_restarts() {
+/// Runs each `async fn NAME(engine: EngineKind)` named as one test per
+/// engine: `NAME::sled` and `NAME::fjall`.
+macro_rules! engine_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sled() {
+                super::$name(super::EngineKind::Sled).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fjall() {
+                super::$name(super::EngineKind::Fjall).await
+            }
+        }
+    )+};
+}
+
+engine_tests!(
+    store_matches_a_hashmap_model_across_restarts,
+    shortening_the_engines_recovery_keeps_everything,
+    a_corrupt_record_is_reported_and_counted_never_returned,
+    expired_and_flushed_items_are_invisible_at_once_and_reclaimed,
+);
+
+async fn store_matches_a_hashmap_model_across_restarts(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let mut store = open(dir.path(), &clock);
+    let mut store = open_on(dir.path(), &clock, engine);
     let mut model: HashMap<Bytes, Item> = HashMap::new();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut all_cas = std::collections::HashSet::new();
+    // Times the engine shortened its recovery between the steps.
+    let mut shortened = 0;
     for step in 0..3000 {
         let now = clock.now_secs();
         let k = key(rng.below(16));
@@ -363,16 +398,24 @@ async fn store_matches_a_hashmap_model_across_restarts() {
                 );
                 model.clear();
             }
-            83..=89 => clock.advance_secs(1),
+            83..=88 => clock.advance_secs(1),
+            89 => {
+                // What the checkpointer does when the backlog is large
+                // (sled reopens itself): everything stays.
+                store.engine.shorten_recovery().unwrap();
+                shortened += 1;
+            }
             90..=94 => {
                 store.shutdown().unwrap();
+                shortened += store.stats().recoveries_shortened.load(Ordering::Relaxed);
                 drop(store);
-                store = open(dir.path(), &clock);
+                store = open_on(dir.path(), &clock, engine);
             }
             _ => {
                 // Abrupt: no final checkpoint; recovery replays the log.
+                shortened += store.stats().recoveries_shortened.load(Ordering::Relaxed);
                 drop(store);
-                store = open(dir.path(), &clock);
+                store = open_on(dir.path(), &clock, engine);
             }
         }
         check_all(&store, &model, clock.now_secs(), step).await;
@@ -385,6 +428,48 @@ async fn store_matches_a_hashmap_model_across_restarts() {
         items >= live_count,
         "curr_items {items} < live {live_count}"
     );
+    store.shutdown().unwrap();
+    shortened += store.stats().recoveries_shortened.load(Ordering::Relaxed);
+    assert!(shortened > 0, "the engine never shortened its recovery");
+}
+
+async fn shortening_the_engines_recovery_keeps_everything(engine: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_secs(START));
+    let store = open_on(dir.path(), &clock, engine);
+    // Writers keep going while the checkpointer has the engine shorten its
+    // recovery (the backlog passes 2 KiB every few writes).
+    let before = store.stats().recoveries_shortened.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0u64;
+    while store.stats().recoveries_shortened.load(Ordering::Relaxed) < before + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the engine never shortened its recovery"
+        );
+        let outcome = write(&store, store_op(StoreMode::Set, &key(n), 0, 0, b"v", START)).await;
+        assert!(stored(&outcome), "{outcome:?}");
+        n += 1;
+    }
+    let checkpoint = store.engine.checkpoint().unwrap();
+    store.engine.shorten_recovery().unwrap();
+    assert_eq!(store.engine.checkpoint().unwrap(), checkpoint);
+    assert_eq!(store.engine.recovery_backlog(), 0);
+    for i in 0..n {
+        assert!(
+            matches!(store.get(&key(i)).unwrap(), Lookup::Hit(_)),
+            "key{i}"
+        );
+    }
+    // An abrupt restart after it replays the log and finds everything too.
+    drop(store);
+    let store = open_on(dir.path(), &clock, engine);
+    for i in 0..n {
+        assert!(
+            matches!(store.get(&key(i)).unwrap(), Lookup::Hit(_)),
+            "key{i}"
+        );
+    }
     store.shutdown().unwrap();
 }
 
@@ -399,11 +484,10 @@ fn set(key: &'static str, exptime: i32) -> Operation {
     )
 }
 
-#[tokio::test]
-async fn a_corrupt_record_is_reported_and_counted_never_returned() {
+async fn a_corrupt_record_is_reported_and_counted_never_returned(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
-    let store = open(dir.path(), &clock);
+    let store = open_on(dir.path(), &clock, engine);
     let k = Bytes::from_static(b"victim");
     write(
         &store,
@@ -447,11 +531,11 @@ async fn a_corrupt_record_is_reported_and_counted_never_returned() {
     store.shutdown().unwrap();
 }
 
-#[tokio::test]
-async fn expired_and_flushed_items_are_invisible_at_once_and_reclaimed() {
+async fn expired_and_flushed_items_are_invisible_at_once_and_reclaimed(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at_secs(START));
     let mut config = config(dir.path());
+    config.engine = engine;
     config.reclaim_keys_per_sec = 1_000_000;
     let store = Store::open(config, clock.clone()).unwrap();
     write(&store, set("short", 10)).await;
