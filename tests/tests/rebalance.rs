@@ -1,5 +1,6 @@
 //! Growing and shrinking a live cluster end to end: a node joins under
-//! load, a join interrupted by kill -9 resumes, a node leaves under load, a
+//! load, a join interrupted by kill -9 resumes, a join outlives a member
+//! frozen during it, a node leaves under load, a
 //! dead node is removed, a wiped data directory is restored. Real nodes
 //! with RF=2 on loopback, a steady client load (writers and readers spread
 //! over the nodes), bounded waits on `stats cluster`.
@@ -260,6 +261,45 @@ fn a_join_interrupted_by_kill_9_resumes_where_it_was() {
     assert!(
         senders_log.contains("range transfer resumed"),
         "{senders_log}"
+    );
+    cluster.wait_replicated();
+    wait_for_exact_copies(&cluster, preloaded.len());
+    assert_copies(&cluster, &preloaded, &all);
+}
+
+#[test]
+fn a_join_completes_after_a_member_frozen_during_it_resumes() {
+    // Paced as in the kill -9 test, so the join is under way when the
+    // member freezes.
+    let mut cluster = Cluster::start(3, &args(&["--transfer-rate", "64k"]));
+    let preloaded = preload(cluster.addrs[0], "frz", 1500, 1000);
+    cluster.wait_replicated();
+    let all: Vec<usize> = (0..4).collect();
+    let joiner = cluster.add_node(&args(&[]));
+    let joiner_name = cluster.advertised[joiner].clone();
+    wait_until("the join's transfer to start", CLUSTER_TIMEOUT, || {
+        (0..3)
+            .any(|i| cluster_stat(cluster.addrs[i], &format!("peer:{joiner_name}:transferred")) > 0)
+    });
+    cluster.nodes[1].signal(libc::SIGSTOP);
+    cluster.wait_state(1, "dead");
+    let joining = members(cluster.addrs[0]).get(&joiner_name).cloned();
+    cluster.nodes[1].signal(libc::SIGCONT);
+    cluster.wait_converged();
+    wait_until(
+        "the new node to be alive everywhere",
+        CLUSTER_TIMEOUT * 2,
+        || {
+            cluster
+                .running_addrs()
+                .iter()
+                .all(|&addr| members(addr).get(&joiner_name).map(String::as_str) == Some("alive"))
+        },
+    );
+    assert_eq!(
+        joining.as_deref(),
+        Some("joining"),
+        "the join was over before the member froze: make it slower"
     );
     cluster.wait_replicated();
     wait_for_exact_copies(&cluster, preloaded.len());
