@@ -1,6 +1,7 @@
 //! Growing and shrinking a live cluster end to end: a node joins under
 //! load, a join interrupted by kill -9 resumes, a join outlives a member
-//! frozen during it, a node leaves under load, a
+//! frozen during it and a link cut between two members, a node leaves
+//! under load, a
 //! dead node is removed, a wiped data directory is restored. Real nodes
 //! with RF=2 on loopback, a steady client load (writers and readers spread
 //! over the nodes), bounded waits on `stats cluster`.
@@ -144,6 +145,19 @@ fn assert_clean(report: &LoadReport) {
     assert!(report.reads > 0 && !report.acked.is_empty(), "the load ran");
 }
 
+/// Waits until node `index` sees every other running node alive. A node
+/// that has heard from no member yet answers a keyed request with
+/// `SERVER_ERROR no replica of this key is alive` (for the first moments
+/// after its start).
+fn wait_until_it_knows_the_cluster(cluster: &Cluster, index: usize) {
+    wait_until("the new node to see the cluster", CLUSTER_TIMEOUT, || {
+        let seen = members(cluster.addrs[index]);
+        (0..cluster.nodes.len())
+            .filter(|&i| i != index && cluster.nodes[i].is_running())
+            .all(|i| seen.get(&cluster.advertised[i]).map(String::as_str) == Some("alive"))
+    });
+}
+
 fn cluster_stat(addr: SocketAddr, name: &str) -> u64 {
     stats(addr, "cluster")
         .ok()
@@ -160,7 +174,9 @@ fn a_node_joins_under_load_without_a_miss_and_every_key_ends_with_two_copies() {
     load.wait_for_more_writes(200);
 
     let joiner = cluster.add_node(&args(&[]));
-    // As a client or proxy given the new server list would.
+    // As a client or proxy given the new server list would, once the node
+    // has heard from the cluster.
+    wait_until_it_knows_the_cluster(&cluster, joiner);
     load.add_target(cluster.addrs[joiner]);
     let took = wait_until(
         "the new node to be alive everywhere",
@@ -304,6 +320,52 @@ fn a_join_completes_after_a_member_frozen_during_it_resumes() {
     cluster.wait_replicated();
     wait_for_exact_copies(&cluster, preloaded.len());
     assert_copies(&cluster, &preloaded, &all);
+}
+
+#[test]
+fn a_join_under_load_completes_across_a_cut_link_and_every_write_has_its_copies_after_healing() {
+    // Members 1 and 2 behind proxies that can cut the link between them;
+    // the joiner reaches everyone.
+    let (mut cluster, proxies) =
+        Cluster::start_behind_proxies(3, &args(&["--transfer-rate", "256k"]));
+    let preloaded = preload(cluster.addrs[0], "cut", 1500, 500);
+    cluster.wait_replicated();
+    let load = SteadyLoad::start(&cluster.addrs, preloaded.clone(), 2, 2, "cutjoin");
+    load.wait_for_more_writes(100);
+    let joiner = cluster.add_node(&args(&[]));
+    wait_until_it_knows_the_cluster(&cluster, joiner);
+    load.add_target(cluster.addrs[joiner]);
+    let (one, two) = (cluster.addrs[1].ip(), cluster.addrs[2].ip());
+    proxies[1].cut(two);
+    proxies[2].cut(one);
+    load.wait_for_more_writes(200);
+    wait_until(
+        "the new node to be alive on every member",
+        CLUSTER_TIMEOUT * 2,
+        || {
+            cluster.running_addrs().iter().all(|&addr| {
+                members(addr)
+                    .get(&cluster.advertised[joiner])
+                    .map(String::as_str)
+                    == Some("alive")
+            })
+        },
+    );
+    load.wait_for_more_writes(200);
+    proxies[1].heal(two);
+    proxies[2].heal(one);
+    cluster.wait_converged();
+    load.wait_for_more_writes(100);
+    let report = load.stop();
+    // A link cut between two members costs no request: each forwards
+    // around it to the key's next replica.
+    assert_clean(&report);
+    let mut every_key = preloaded;
+    every_key.extend(report.acked);
+    cluster.wait_replicated();
+    let all: Vec<usize> = (0..4).collect();
+    wait_for_exact_copies(&cluster, every_key.len());
+    assert_copies(&cluster, &every_key, &all);
 }
 
 #[test]

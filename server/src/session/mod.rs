@@ -503,10 +503,10 @@ impl Session {
                 parts.push(None);
                 continue;
             }
-            let group = match groups
-                .iter()
-                .position(|(t, _)| t.first() == targets.first())
-            {
+            // Keys are grouped by their whole replica list, not only the
+            // first: a group that falls back to its next replica must find
+            // every one of its keys there.
+            let group = match groups.iter().position(|(t, _)| *t == targets) {
                 Some(group) => group,
                 None => {
                     groups.push((targets, Vec::new()));
