@@ -9,7 +9,8 @@
 #   bash benches/scripts/rebalance_bench.sh [runs=3] [seconds=5] [keys=200000]
 #
 # MCSTORE_FLAGS: more flags for every node; ONLY=digests|join|foreground runs
-# one section.
+# one section; JOIN_RATE: the --transfer-rate of the foreground section's
+# join (default 32m).
 #
 # Needs release builds of mcstore and mcstore-bench
 # (cargo build --release -p mcstore-server -p mcstore-bench). All nodes and
@@ -158,7 +159,7 @@ fi
 
 if [ "$only" = all ] || [ "$only" = foreground ]; then
 echo
-echo "== foreground: 90% get / 10% set at 5000 ops/s open loop through the first three nodes, during a join (default --transfer-rate) vs a run without one"
+echo "== foreground: 90% get / 10% set at 5000 ops/s open loop through the first three nodes, during a join (--transfer-rate ${JOIN_RATE:-32m}) vs a run without one"
 declare -a quiet_p99 join_p99 join_errors join_misses
 for run in $(seq "$runs"); do
     start_cluster 3
@@ -166,7 +167,7 @@ for run in $(seq "$runs"); do
     out=$("$bench" --servers "$(servers "${ports[@]}")" --workload mixed:0.9 --keys "$keys" --rate 5000 --duration "$secs" --json --quiet)
     quiet_p99+=("$(echo "$out" | json_field p99_us)")
     stop_cluster
-    read -r _ _ _ p99 errors misses < <(join_run 32m yes)
+    read -r _ _ _ p99 errors misses < <(join_run "${JOIN_RATE:-32m}" yes)
     join_p99+=("$p99"); join_errors+=("$errors"); join_misses+=("$misses")
     echo "run $run: p99 without a join ${quiet_p99[-1]} us, during one $p99 us ($errors errors, $misses misses)" >&2
 done

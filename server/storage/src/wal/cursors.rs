@@ -39,6 +39,10 @@ pub struct CursorState {
 pub struct Cursors {
     path: PathBuf,
     state: Mutex<Registry>,
+    /// Held while the file is written: two writers at once would share the
+    /// temporary file (one's rename then fails, or an older text lands
+    /// last).
+    writing: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +87,7 @@ impl Cursors {
         Ok(Cursors {
             path,
             state: Mutex::new(registry),
+            writing: Mutex::new(()),
         })
     }
 
@@ -189,6 +194,7 @@ impl Cursors {
 
     /// Writes the cursors durably if they changed since the last write.
     pub fn persist(&self) -> io::Result<()> {
+        let _writing = self.writing.lock().expect("cursors file lock");
         let text = {
             let mut registry = self.registry();
             if !registry.dirty {

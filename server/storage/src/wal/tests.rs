@@ -357,3 +357,28 @@ fn cursor_names_are_checked() {
         Err(StreamError::UnknownCursor(_))
     ));
 }
+
+#[test]
+fn cursors_written_from_several_threads_at_once_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let cursors = std::sync::Arc::new(Cursors::load(dir.path()).unwrap());
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let cursors = cursors.clone();
+            std::thread::spawn(move || {
+                for round in 0..50u64 {
+                    let name = format!("cursor-{writer}");
+                    cursors.register(&name, 0).unwrap();
+                    cursors.advance(&name, round + 1).unwrap();
+                    cursors.persist().expect("a concurrent persist");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let reloaded = Cursors::load(dir.path()).unwrap();
+    assert_eq!(reloaded.snapshot(), cursors.snapshot());
+    assert_eq!(reloaded.get("cursor-3").unwrap().position, 50);
+}
