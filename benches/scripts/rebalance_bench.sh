@@ -112,7 +112,7 @@ join_run() {
     done
     local load_pid="" load_out="$work/load.json"
     if [ "$with_load" = yes ]; then
-        "$bench" --servers "$(servers "${ports[@]}")" --workload mixed:0.9 --keys "$keys" --rate 5000 \
+        "$bench" --servers "$(servers "${ports[@]}")" --workload "${FOREGROUND_WORKLOAD:-mixed:0.9}" --keys "$keys" --rate 5000 \
             --duration "$secs" --json --quiet >"$load_out" &
         load_pid=$!
         sleep 1
@@ -164,7 +164,7 @@ declare -a quiet_p99 join_p99 join_errors join_misses
 for run in $(seq "$runs"); do
     start_cluster 3
     "$bench" --servers "$(servers "${ports[@]}")" --workload set --keys "$keys" --prefill --duration 0.1 --quiet >/dev/null
-    out=$("$bench" --servers "$(servers "${ports[@]}")" --workload mixed:0.9 --keys "$keys" --rate 5000 --duration "$secs" --json --quiet)
+    out=$("$bench" --servers "$(servers "${ports[@]}")" --workload "${FOREGROUND_WORKLOAD:-mixed:0.9}" --keys "$keys" --rate 5000 --duration "$secs" --json --quiet)
     quiet_p99+=("$(echo "$out" | json_field p99_us)")
     stop_cluster
     read -r _ _ _ p99 errors misses < <(join_run "${JOIN_RATE:-32m}" yes)

@@ -10,7 +10,8 @@
 //! (cursor `digests`): each change takes the version it replaced out and
 //! puts the new one in. At start, and whenever the placement changes (which
 //! changes which keys two nodes share), they are rebuilt by one scan of the
-//! store while changes keep flowing; a change the scan may or may not have
+//! store while changes keep flowing (but not while a join or leave is under
+//! way: rounds wait for its end, which changes the placement again); a change the scan may or may not have
 //! seen is reconciled by following the versions it chains from (see
 //! [`ScanState`]). A record whose checksum fails is left out, so a damaged
 //! replica's digest differs from its peers'.
@@ -293,9 +294,23 @@ impl AntiEntropy {
     /// Rebuilds the digests of the current placement and keeps them until
     /// it changes (`Ok`) or the stream fails (`Err`).
     async fn maintain_placement(&self) -> Result<(), String> {
+        let mut changes = self.topology.watch();
         let snapshot = self.topology.snapshot();
         let wanted = placement(&snapshot);
         self.digests.lock().expect("digests lock").reset(wanted);
+        if snapshot.changing() {
+            // No rounds while a join or leave is under way, and the
+            // placement changes again when it ends: no digests until then
+            // (a rebuild reads the whole store), and no cursor holding the
+            // log back.
+            self.store.remove_cursor(CURSOR);
+            while placement(&self.topology.snapshot()) == wanted {
+                if changes.changed().await.is_err() {
+                    return Err("the topology is gone".into());
+                }
+            }
+            return Ok(());
+        }
         self.store
             .register_cursor(CURSOR)
             .map_err(|e| e.to_string())?;

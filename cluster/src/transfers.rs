@@ -4,13 +4,18 @@
 //! One line per peer in `<data dir>/wal/transfers`: the placement the
 //! transfer is for (a fingerprint of the routing and future rings), and
 //! either `done` or the last key sent and acknowledged (hex). Written to a
-//! temporary file, fsynced and renamed after every acknowledged batch.
+//! temporary file, fsynced and renamed when a transfer is done, and while
+//! one runs at most once per [`WRITE_INTERVAL`]: a restart resumes from the
+//! last written key, so at most that much is sent again (and applied as
+//! stale), and a transfer's batches do not each wait for an fsync on the
+//! async runtime.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mcstore_storage::datadir::write_file_durably;
@@ -24,11 +29,17 @@ pub enum TransferProgress {
     After(Bytes),
 }
 
+/// How often a running transfer's progress is written at most.
+pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Every peer's transfer progress, kept durably.
 #[derive(Debug)]
 pub struct Transfers {
     path: PathBuf,
     state: Mutex<BTreeMap<String, (u64, TransferProgress)>>,
+    /// Held while the file is written (shippers of different peers share
+    /// it), with the time of the last write.
+    writing: Mutex<Option<Instant>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -76,6 +87,7 @@ impl Transfers {
         Ok(Transfers {
             path,
             state: Mutex::new(state),
+            writing: Mutex::new(None),
         })
     }
 
@@ -99,13 +111,24 @@ impl Transfers {
             .map(|(placement, _)| *placement)
     }
 
-    /// Records `peer`'s progress durably.
+    /// Records `peer`'s progress: durably when it is done, and otherwise
+    /// if the last write is [`WRITE_INTERVAL`] old.
     pub fn set(&self, peer: &str, placement: u64, progress: TransferProgress) -> io::Result<()> {
-        // The lock is held through the write: shippers of different peers
-        // share the file.
-        let mut state = self.state.lock().expect("transfers lock");
-        state.insert(peer.to_string(), (placement, progress));
-        let text: String = state
+        let done = progress == TransferProgress::Done;
+        self.state
+            .lock()
+            .expect("transfers lock")
+            .insert(peer.to_string(), (placement, progress));
+        let mut last_write = self.writing.lock().expect("transfers file lock");
+        if !done && last_write.is_some_and(|at| at.elapsed() < WRITE_INTERVAL) {
+            return Ok(());
+        }
+        // The text is taken under the file lock, so a newer one always
+        // lands last.
+        let text: String = self
+            .state
+            .lock()
+            .expect("transfers lock")
             .iter()
             .map(|(peer, (placement, progress))| {
                 let progress = match progress {
@@ -121,7 +144,9 @@ impl Transfers {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("transfers");
-        write_file_durably(dir, name, text.as_bytes())
+        write_file_durably(dir, name, text.as_bytes())?;
+        *last_write = Some(Instant::now());
+        Ok(())
     }
 
     /// Forgets `peer` (it left the ring).
@@ -159,5 +184,29 @@ mod tests {
         );
         assert_eq!(reloaded.done_placement("b:2"), Some(9));
         assert_eq!(reloaded.done_placement("a:1"), None);
+    }
+
+    #[test]
+    fn a_running_transfer_is_written_once_per_interval_and_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let transfers = Transfers::load(dir.path()).unwrap();
+        let after = |key: &'static [u8]| TransferProgress::After(Bytes::from_static(key));
+        transfers.set("a:1", 7, after(b"k1")).unwrap();
+        transfers.set("a:1", 7, after(b"k2")).unwrap();
+        assert_eq!(
+            transfers.get("a:1", 7),
+            Some(after(b"k2")),
+            "kept in memory"
+        );
+        let reloaded = Transfers::load(dir.path()).unwrap();
+        assert_eq!(
+            reloaded.get("a:1", 7),
+            Some(after(b"k1")),
+            "not written yet"
+        );
+        transfers.set("b:2", 7, TransferProgress::Done).unwrap();
+        let reloaded = Transfers::load(dir.path()).unwrap();
+        assert_eq!(reloaded.get("a:1", 7), Some(after(b"k2")));
+        assert_eq!(reloaded.done_placement("b:2"), Some(7));
     }
 }
