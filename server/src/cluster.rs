@@ -67,6 +67,10 @@ pub struct ClusterNode {
     exit: tokio::sync::Notify,
 }
 
+/// How long a request waits for a node that has just started to hear from
+/// its cluster, when it knows no live member yet.
+pub const FIRST_VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl ClusterNode {
     /// A node in its cluster, with zeroed counters.
     #[allow(clippy::too_many_arguments)]
@@ -114,6 +118,32 @@ impl ClusterNode {
         self.topology
             .snapshot()
             .route(key, read && self.replica_reads)
+    }
+
+    /// Like [`ClusterNode::route`], but when no replica is alive because
+    /// this node has not heard from any other member yet (it has just
+    /// started), waits for the membership up to [`FIRST_VIEW_WAIT`] rather
+    /// than answer that no replica is alive.
+    pub async fn route_once_known(&self, key: &[u8], read: bool) -> Vec<Target> {
+        let mut changes = self.topology.watch();
+        let deadline = tokio::time::Instant::now() + FIRST_VIEW_WAIT;
+        loop {
+            let targets = self.route(key, read);
+            let knows_others = self
+                .topology
+                .snapshot()
+                .view()
+                .members()
+                .iter()
+                .any(|m| !m.is_self && m.state == mcstore_cluster::MemberState::Alive);
+            if !targets.is_empty() || knows_others {
+                return targets;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return targets,
+            }
+        }
     }
 
     /// Sends `request` to `peer` on `slot`, counted as forwarded.

@@ -225,3 +225,39 @@ fn beyond_loopback_with_seeds_and_no_secret_refuses_to_start() {
     assert!(stderr.contains("--cluster-secret-file"), "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
+
+#[test]
+fn a_node_asked_before_it_has_heard_from_its_cluster_waits_for_it_rather_than_fail() {
+    let mut cluster = Cluster::start(2, FAST_DETECTION);
+    assert_eq!(
+        ask(cluster.addrs[0], "set early 0 0 5\r\nfirst\r\n", 1),
+        "STORED\r\n"
+    );
+    // The members are frozen while the new node starts, so it hears from
+    // none of them: a request it gets then must wait, not fail.
+    cluster.nodes[0].signal(libc::SIGSTOP);
+    cluster.nodes[1].signal(libc::SIGSTOP);
+    let new = cluster.add_node(FAST_DETECTION);
+    let mut stream = TcpStream::connect(cluster.addrs[new]).expect("connect");
+    stream.write_all(b"get early\r\n").expect("send");
+    cluster.nodes[0].signal(libc::SIGCONT);
+    cluster.nodes[1].signal(libc::SIGCONT);
+    let mut reply = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Until the whole answer (a value and END) or an error line is in.
+    let complete = |reply: &[u8]| {
+        reply.ends_with(b"END\r\n") || (reply.ends_with(b"\r\n") && !reply.starts_with(b"VALUE"))
+    };
+    while !complete(&reply) {
+        let mut buffer = [0u8; 256];
+        let read = std::io::Read::read(&mut stream, &mut buffer).expect("a reply");
+        assert!(read > 0, "closed after {reply:?}");
+        reply.extend_from_slice(&buffer[..read]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "VALUE early 0 5\r\nfirst\r\nEND\r\n"
+    );
+}

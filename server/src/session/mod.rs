@@ -280,7 +280,10 @@ impl Session {
             match route::routing(&request) {
                 Routing::Local => {}
                 Routing::Key { key, read, noreply } => {
-                    let targets = cluster.route(&key, read);
+                    let mut targets = cluster.route(&key, read);
+                    if targets.is_empty() {
+                        targets = cluster.route_once_known(&key, read).await;
+                    }
                     if !matches!(targets.first(), Some(Target::Local)) {
                         let call = self.forward_call(targets, raw.clone());
                         self.push_pending(PendingReply::Remote { call, noreply, raw })
@@ -498,7 +501,10 @@ impl Session {
         let mut parts = Vec::with_capacity(get.keys.len());
         let mut groups: Vec<(Vec<Target>, Vec<usize>)> = Vec::new();
         for (index, key) in get.keys.iter().enumerate() {
-            let targets = cluster.route(key, get.touch.is_none());
+            let mut targets = cluster.route(key, get.touch.is_none());
+            if targets.is_empty() {
+                targets = cluster.route_once_known(key, get.touch.is_none()).await;
+            }
             if matches!(targets.first(), Some(Target::Local)) {
                 parts.push(None);
                 continue;
