@@ -596,15 +596,9 @@ impl AntiEntropy {
             for batch in batches_of(records, batch_bytes) {
                 let count = batch.len() as u64;
                 let bytes = batch_size(&batch) as u64;
-                let reply = self
-                    .peers
-                    .send_records(peer, batch, BatchKind::Repair, self.config.timeout)
-                    .reply()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !reply.is_empty() {
-                    return Err(String::from_utf8_lossy(&reply).into_owned());
-                }
+                self.peers
+                    .deliver_records(peer, batch, BatchKind::Repair, self.config.timeout)
+                    .await?;
                 sent += count;
                 progress.sent.fetch_add(count, Ordering::Relaxed);
                 pacer.pace(bytes).await;

@@ -601,15 +601,9 @@ impl Replicator {
                 let count = batch.len() as u64;
                 let bytes = batch_size(&batch) as u64;
                 let last = batch.last().map(|r| r.key.clone());
-                let reply = self
-                    .peers
-                    .send_records(peer, batch, BatchKind::Transfer, self.config.ack_timeout)
-                    .reply()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !reply.is_empty() {
-                    return Err(String::from_utf8_lossy(&reply).into_owned());
-                }
+                self.peers
+                    .deliver_records(peer, batch, BatchKind::Transfer, self.config.ack_timeout)
+                    .await?;
                 sent += count;
                 progress.transferred.fetch_add(count, Ordering::Relaxed);
                 progress

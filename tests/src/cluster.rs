@@ -66,6 +66,24 @@ pub fn stats(addr: SocketAddr, group: &str) -> Result<BTreeMap<String, String>, 
         .collect())
 }
 
+/// Sends `input` to `addr` and returns the first `replies` replies as text.
+pub fn ask(addr: SocketAddr, input: &str, replies: usize) -> String {
+    String::from_utf8_lossy(&exchange(addr, input.as_bytes(), replies).expect("exchange"))
+        .into_owned()
+}
+
+/// The value `get <key>` through `addr` returns, `None` on a miss; panics
+/// on anything else.
+pub fn value(addr: SocketAddr, key: &str) -> Option<String> {
+    let reply = ask(addr, &format!("get {key}\r\n"), 1);
+    let mut lines = reply.split("\r\n");
+    match lines.next() {
+        Some("END") => None,
+        Some(header) if header.starts_with("VALUE ") => lines.next().map(str::to_string),
+        other => panic!("get {key} through {addr}: {other:?} in {reply:?}"),
+    }
+}
+
 /// The members a node sees: address -> state.
 pub fn members(addr: SocketAddr) -> BTreeMap<String, String> {
     stats(addr, "cluster")

@@ -9,23 +9,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use mcstore_e2e::cluster::{stats, wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION};
-use mcstore_e2e::exchange;
-
-fn ask(addr: SocketAddr, input: &str, replies: usize) -> String {
-    String::from_utf8_lossy(&exchange(addr, input.as_bytes(), replies).expect("exchange"))
-        .into_owned()
-}
-
-fn value(addr: SocketAddr, key: &str) -> Option<String> {
-    let reply = ask(addr, &format!("get {key}\r\n"), 1);
-    let mut lines = reply.split("\r\n");
-    match lines.next() {
-        Some("END") => None,
-        Some(header) if header.starts_with("VALUE ") => lines.next().map(str::to_string),
-        other => panic!("get {key} through {addr}: {other:?} in {reply:?}"),
-    }
-}
+use mcstore_e2e::cluster::{
+    ask, stats, value, wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION,
+};
 
 fn number(stats: &BTreeMap<String, String>, name: &str) -> u64 {
     stats.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)

@@ -14,16 +14,13 @@
 //!   beyond loopback with --seeds and no secret refuses to start.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mcstore_e2e::cluster::{members, stats, wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION};
-use mcstore_e2e::{exchange, McstoreProcess, StartOutcome};
-
-fn ask(addr: SocketAddr, input: &str, replies: usize) -> String {
-    String::from_utf8_lossy(&exchange(addr, input.as_bytes(), replies).expect("exchange"))
-        .into_owned()
-}
+use mcstore_e2e::cluster::{
+    ask, members, stats, wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION,
+};
+use mcstore_e2e::{McstoreProcess, StartOutcome};
 
 #[test]
 fn membership_forms_from_one_seed_and_from_seed_lists_naming_dead_nodes() {

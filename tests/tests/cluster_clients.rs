@@ -14,8 +14,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mcstore_e2e::cluster::{wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION};
-use mcstore_e2e::{exchange, free_port, run_python};
+use mcstore_e2e::cluster::{ask, wait_until, Cluster, CLUSTER_TIMEOUT, FAST_DETECTION};
+use mcstore_e2e::{free_port, run_python};
 
 /// A twemproxy in front of `nodes`; killed on drop.
 struct Twemproxy {
@@ -76,11 +76,6 @@ impl Drop for Twemproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn ask(addr: SocketAddr, input: &str, replies: usize) -> String {
-    String::from_utf8_lossy(&exchange(addr, input.as_bytes(), replies).expect("exchange"))
-        .into_owned()
 }
 
 #[test]

@@ -145,6 +145,23 @@ fn assert_clean(report: &LoadReport) {
     assert!(report.reads > 0 && !report.acked.is_empty(), "the load ran");
 }
 
+/// Waits until every running node sees node `index` alive (a joiner
+/// that is done); returns how long that took.
+fn wait_alive_everywhere(cluster: &Cluster, index: usize) -> Duration {
+    wait_until(
+        "the new node to be alive everywhere",
+        CLUSTER_TIMEOUT * 2,
+        || {
+            cluster.running_addrs().iter().all(|&addr| {
+                members(addr)
+                    .get(&cluster.advertised[index])
+                    .map(String::as_str)
+                    == Some("alive")
+            })
+        },
+    )
+}
+
 /// Waits until node `index` sees every other running node alive.
 fn wait_until_it_knows_the_cluster(cluster: &Cluster, index: usize) {
     wait_until("the new node to see the cluster", CLUSTER_TIMEOUT, || {
@@ -175,18 +192,7 @@ fn a_node_joins_under_load_without_a_miss_and_every_key_ends_with_two_copies() {
     // request that comes before the node has heard from the cluster waits
     // for it.
     load.add_target(cluster.addrs[joiner]);
-    let took = wait_until(
-        "the new node to be alive everywhere",
-        CLUSTER_TIMEOUT * 2,
-        || {
-            cluster.running_addrs().iter().all(|&addr| {
-                members(addr)
-                    .get(&cluster.advertised[joiner])
-                    .map(String::as_str)
-                    == Some("alive")
-            })
-        },
-    );
+    let took = wait_alive_everywhere(&cluster, joiner);
     eprintln!("the fourth node joined in {took:?}");
     load.wait_for_more_writes(300);
     let report = load.stop();
@@ -299,16 +305,7 @@ fn a_join_completes_after_a_member_frozen_during_it_resumes() {
     let joining = members(cluster.addrs[0]).get(&joiner_name).cloned();
     cluster.nodes[1].signal(libc::SIGCONT);
     cluster.wait_converged();
-    wait_until(
-        "the new node to be alive everywhere",
-        CLUSTER_TIMEOUT * 2,
-        || {
-            cluster
-                .running_addrs()
-                .iter()
-                .all(|&addr| members(addr).get(&joiner_name).map(String::as_str) == Some("alive"))
-        },
-    );
+    wait_alive_everywhere(&cluster, joiner);
     assert_eq!(
         joining.as_deref(),
         Some("joining"),
@@ -336,18 +333,7 @@ fn a_join_under_load_completes_across_a_cut_link_and_every_write_has_its_copies_
     proxies[1].cut(two);
     proxies[2].cut(one);
     load.wait_for_more_writes(200);
-    wait_until(
-        "the new node to be alive on every member",
-        CLUSTER_TIMEOUT * 2,
-        || {
-            cluster.running_addrs().iter().all(|&addr| {
-                members(addr)
-                    .get(&cluster.advertised[joiner])
-                    .map(String::as_str)
-                    == Some("alive")
-            })
-        },
-    );
+    wait_alive_everywhere(&cluster, joiner);
     load.wait_for_more_writes(200);
     proxies[1].heal(two);
     proxies[2].heal(one);

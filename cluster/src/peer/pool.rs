@@ -200,6 +200,28 @@ impl PeerPool {
         )
     }
 
+    /// Sends a batch with [`PeerPool::send_records`] and waits until the
+    /// peer has applied it; the error says why not (no answer, or the
+    /// peer's refusal).
+    pub async fn deliver_records(
+        &self,
+        peer: &str,
+        records: Vec<ShippedRecord>,
+        kind: BatchKind,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let reply = self
+            .send_records(peer, records, kind, timeout)
+            .reply()
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.is_empty() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&reply).into_owned())
+        }
+    }
+
     /// Sends this node's digests for an anti-entropy round; the reply lists
     /// the buckets that differ (see [`crate::antientropy`]).
     pub fn digest(
