@@ -591,8 +591,11 @@ impl Replicator {
             scanned += chunk.len() as u64;
             let records = chunk
                 .into_iter()
-                .filter(|(key, _)| snapshot.is_replica(key, peer))
-                .filter(|(key, _)| before.is_none_or(|b| !b.is_replica(key, peer)))
+                .filter(|(key, _)| {
+                    let hash = crate::ring::key_hash(key);
+                    snapshot.is_replica_at(hash, peer)
+                        && before.is_none_or(|b| !b.is_replica_at(hash, peer))
+                })
                 .map(|(key, record)| ShippedRecord {
                     record: Bytes::from(record.encode(&key)),
                     key,

@@ -228,6 +228,15 @@ impl Ring {
         self.first_point_at(key_hash(key))
     }
 
+    /// The segment of a key whose [`key_hash`] is `hash` (to place one key
+    /// on several rings with one hash).
+    pub fn segment_of_hash(&self, hash: u32) -> usize {
+        if self.servers.len() == 1 || self.points.is_empty() {
+            return 0;
+        }
+        self.first_point_at(hash)
+    }
+
     /// The number of segments (points; 1 for a single server).
     pub fn segments(&self) -> usize {
         if self.servers.len() == 1 {

@@ -65,6 +65,16 @@ impl RingOf {
         }
     }
 
+    /// Whether `peer` is among the replicas of the key whose
+    /// [`crate::ring::key_hash`] is `hash`.
+    fn places_on(&self, hash: u32, count: usize, peer: &str) -> bool {
+        self.ring.as_ref().is_some_and(|ring| {
+            ring.replicas_from(ring.segment_of_hash(hash), count)
+                .into_iter()
+                .any(|index| self.members[index].advertise == peer)
+        })
+    }
+
     /// A fingerprint of the ring (its members and weights): two nodes with
     /// the same fingerprint place every key alike.
     pub fn fingerprint(&self) -> u64 {
@@ -162,16 +172,15 @@ impl Snapshot {
     /// Whether `peer` holds, or is to hold, a replica of the key: on the
     /// routing ring or on the future one.
     pub fn is_replica(&self, key: &[u8], peer: &str) -> bool {
+        self.is_replica_at(crate::ring::key_hash(key), peer)
+    }
+
+    /// [`Snapshot::is_replica`] for the key whose [`crate::ring::key_hash`]
+    /// is `hash`: one hash places a key on both rings, and on another
+    /// snapshot's.
+    pub fn is_replica_at(&self, hash: u32, peer: &str) -> bool {
         let count = self.replication_factor;
-        self.routing
-            .replicas(key, count)
-            .iter()
-            .any(|m| m.advertise == peer)
-            || self
-                .future
-                .replicas(key, count)
-                .iter()
-                .any(|m| m.advertise == peer)
+        self.routing.places_on(hash, count, peer) || self.future.places_on(hash, count, peer)
     }
 
     /// Whether this node holds a replica of the key.
@@ -263,6 +272,34 @@ mod tests {
             .map(|i| format!("key-{i}").into_bytes())
             .find(|key| snapshot.replicas(key)[0].advertise == owner)
             .expect("some key is owned by every member")
+    }
+
+    #[test]
+    fn a_replica_is_one_on_the_routing_or_the_future_ring() {
+        let mut joining = member("127.0.0.1:4", MemberState::Alive, false);
+        joining.status = STATUS_JOINING.to_string();
+        let view = MembershipView::from_members([
+            member("127.0.0.1:1", MemberState::Alive, true),
+            member("127.0.0.1:2", MemberState::Alive, false),
+            member("127.0.0.1:3", MemberState::Alive, false),
+            joining,
+        ]);
+        let snapshot = Snapshot::new(view, 2);
+        let mut joiner_keys = 0;
+        for i in 0..2000 {
+            let key = format!("key-{i}").into_bytes();
+            for peer in ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"] {
+                let on = |ring: &RingOf| ring.replicas(&key, 2).iter().any(|m| m.advertise == peer);
+                let expected = on(snapshot.routing()) || on(snapshot.future());
+                assert_eq!(snapshot.is_replica(&key, peer), expected, "{peer}");
+                joiner_keys += usize::from(expected && peer == "127.0.0.1:4");
+            }
+        }
+        assert!(joiner_keys > 0, "the joiner is on the future ring only");
+        assert!(snapshot
+            .ring_members()
+            .iter()
+            .all(|m| m.advertise != "127.0.0.1:4"));
     }
 
     #[test]
