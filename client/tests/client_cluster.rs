@@ -24,6 +24,24 @@ fn forwarded(cluster: &Cluster) -> Vec<u64> {
         .collect()
 }
 
+/// `mcstore-cli check --prefix k` of `count` keys with values of `size`
+/// bytes: exit code, stdout and stderr.
+fn check(seeds: &[std::net::SocketAddr], count: usize, size: usize) -> (i32, String, String) {
+    let (count, size) = (count.to_string(), size.to_string());
+    outcome(&cli(
+        seeds,
+        &[
+            "check",
+            "--prefix",
+            "k",
+            "--count",
+            &count,
+            "--value-size",
+            &size,
+        ],
+    ))
+}
+
 #[test]
 fn load_check_and_a_killed_node() {
     let mut cluster = Cluster::start(3, FAST_DETECTION);
@@ -43,18 +61,7 @@ fn load_check_and_a_killed_node() {
         ],
     ));
     assert_eq!(code, 0, "load failed: {stderr}");
-    let (code, stdout, stderr) = outcome(&cli(
-        &seeds,
-        &[
-            "check",
-            "--prefix",
-            "k",
-            "--count",
-            "3000",
-            "--value-size",
-            "64",
-        ],
-    ));
+    let (code, stdout, stderr) = check(&seeds, 3000, 64);
     assert_eq!(
         (code, stdout.trim()),
         (0, "3000 ok, 0 missing, 0 wrong"),
@@ -66,18 +73,7 @@ fn load_check_and_a_killed_node() {
         "owners were not hit directly"
     );
     // A value of another size is wrong, keys never written are missing.
-    let (code, stdout, _) = outcome(&cli(
-        &seeds,
-        &[
-            "check",
-            "--prefix",
-            "k",
-            "--count",
-            "3010",
-            "--value-size",
-            "63",
-        ],
-    ));
+    let (code, stdout, _) = check(&seeds, 3010, 63);
     assert_eq!((code, stdout.trim()), (1, "0 ok, 10 missing, 3000 wrong"));
     cluster.wait_replicated();
 
@@ -86,18 +82,7 @@ fn load_check_and_a_killed_node() {
     let victim = 1;
     let victim_addr = cluster.advertised[victim].clone();
     cluster.nodes[victim].kill9();
-    let (code, stdout, stderr) = outcome(&cli(
-        &seeds,
-        &[
-            "check",
-            "--prefix",
-            "k",
-            "--count",
-            "3000",
-            "--value-size",
-            "64",
-        ],
-    ));
+    let (code, stdout, stderr) = check(&seeds, 3000, 64);
     assert_eq!(
         (code, stdout.trim()),
         (0, "3000 ok, 0 missing, 0 wrong"),

@@ -132,6 +132,11 @@ fn entry_hash(hash: u64, version: Version) -> u64 {
 }
 
 impl Digests {
+    /// Whether these are the complete digests of `placement`.
+    fn built_for(&self, placement: u64) -> bool {
+        self.complete && self.placement == placement
+    }
+
     fn reset(&mut self, placement: u64) {
         self.placement = placement;
         self.complete = false;
@@ -260,7 +265,7 @@ impl AntiEntropy {
     /// Whether the digests of the current placement are complete.
     pub fn ready(&self) -> bool {
         let digests = self.digests.lock().expect("digests lock");
-        digests.complete && digests.placement == placement(&self.topology.snapshot())
+        digests.built_for(placement(&self.topology.snapshot()))
     }
 
     /// Every peer's figures, by address.
@@ -459,7 +464,7 @@ impl AntiEntropy {
         if theirs.len() != BUCKETS {
             return not_comparable("a different bucket count");
         }
-        if !digests.complete || digests.placement != placement(&self.topology.snapshot()) {
+        if !digests.built_for(placement(&self.topology.snapshot())) {
             return not_comparable("digests not built yet");
         }
         if digests.placement != placement_of_peer {
@@ -490,7 +495,7 @@ impl AntiEntropy {
             let wanted = placement(&snapshot);
             let peers: Vec<(String, Vec<u64>)> = {
                 let digests = self.digests.lock().expect("digests lock");
-                if !digests.complete || digests.placement != wanted {
+                if !digests.built_for(wanted) {
                     continue;
                 }
                 snapshot

@@ -36,20 +36,6 @@ struct KeyState {
     unsure: Vec<Option<String>>,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One request on a fresh connection with a short timeout: the reply's
 /// first line, or `None` without an answer.
 fn request(addr: SocketAddr, input: &str) -> Option<String> {
@@ -99,13 +85,15 @@ fn main() {
                 addrs.clone(),
             );
             thread::spawn(move || {
-                let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+                let mut rng = fastrand::Rng::with_seed(
+                    seed ^ (w as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
+                );
                 let mut counter = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let key = format!("chaos-w{w}-k{}", rng.below(200));
-                    let node = addrs[rng.below(addrs.len() as u64) as usize];
+                    let key = format!("chaos-w{w}-k{}", rng.u64(..200));
+                    let node = addrs[rng.usize(..addrs.len())];
                     counter += 1;
-                    let (input, intended, expected_reply) = if rng.below(5) == 0 {
+                    let (input, intended, expected_reply) = if rng.u64(..5) == 0 {
                         (format!("delete {key}\r\n"), None, ["DELETED", "NOT_FOUND"])
                     } else {
                         let value = format!("w{w}-{counter}");
@@ -137,12 +125,12 @@ fn main() {
     // Faults: every few seconds one node is killed and restarted, or
     // frozen and resumed.
     let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
-    let mut rng = Rng(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut faults = 0;
     while Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(2000 + rng.below(3000)));
-        let victim = rng.below(3) as usize;
-        let kill = rng.below(2) == 0;
+        thread::sleep(Duration::from_millis(2000 + rng.u64(..3000)));
+        let victim = rng.usize(..3);
+        let kill = rng.u64(..2) == 0;
         if kill {
             println!("fault {faults}: kill -9 node {victim}");
             cluster.lock().unwrap().nodes[victim].kill9();
@@ -150,7 +138,7 @@ fn main() {
             println!("fault {faults}: SIGSTOP node {victim}");
             cluster.lock().unwrap().nodes[victim].signal(libc::SIGSTOP);
         }
-        thread::sleep(Duration::from_millis(1000 + rng.below(4000)));
+        thread::sleep(Duration::from_millis(1000 + rng.u64(..4000)));
         if kill {
             cluster.lock().unwrap().nodes[victim].restart();
         } else {

@@ -14,13 +14,14 @@
 //! they need a full resync, and the node goes on.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::stream::StreamError;
 use super::Segments;
+use crate::datadir::write_file_durably;
 
 /// The longest cursor name kept.
 pub const MAX_CURSOR_NAME: usize = 200;
@@ -211,15 +212,13 @@ impl Cursors {
             }
             text
         };
-        let result = (|| {
-            let temporary = self.path.with_extension("tmp");
-            let mut file = File::create(&temporary)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
-            let dir = self.path.parent().unwrap_or(Path::new("."));
-            File::open(dir)?.sync_all()
-        })();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("cursors");
+        let result = write_file_durably(dir, name, text.as_bytes());
         if result.is_err() {
             self.registry().dirty = true;
         }
