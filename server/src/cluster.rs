@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mcstore_cluster::antientropy::AntiEntropy;
 use mcstore_cluster::membership::Membership;
-use mcstore_cluster::peer::{ForwardCall, PeerPool};
+use mcstore_cluster::peer::{Dialect, ForwardCall, PeerPool};
 use mcstore_cluster::replication::Replicator;
 use mcstore_cluster::topology::{Target, Topology};
 
@@ -146,10 +146,17 @@ impl ClusterNode {
         }
     }
 
-    /// Sends `request` to `peer` on `slot`, counted as forwarded.
-    pub fn forward(&self, peer: &str, slot: usize, request: Bytes) -> ForwardCall {
+    /// Sends `request` (in `dialect`) to `peer` on `slot`, counted as
+    /// forwarded.
+    pub fn forward(
+        &self,
+        peer: &str,
+        slot: usize,
+        dialect: Dialect,
+        request: Bytes,
+    ) -> ForwardCall {
         self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
-        self.peers.forward(peer, slot, request)
+        self.peers.forward(peer, slot, dialect, request)
     }
 
     /// Counts a forwarded request that got no reply.

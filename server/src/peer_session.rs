@@ -5,7 +5,8 @@
 //! A connection whose first byte is the peer handshake's is handed here by
 //! the listener. After the handshake (which checks the cluster secret), each
 //! forwarded request runs through a [`Session`] marked as serving a peer,
-//! exactly as a client's request would, pipelined: requests are handed on as
+//! exactly as a client's request would (a binary one through the binary
+//! session of the connection), pipelined: requests are handed on as
 //! they arrive and replies written when the input runs dry, so forwarded
 //! writes share group commits. A peer that fails the handshake or sends
 //! garbage is disconnected and counted in `peer_rejected`; nothing it sends
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mcstore_cluster::peer::frame::{encode_frame, read_frame};
-use mcstore_cluster::peer::{handshake, PeerMessage};
-use mcstore_protocol::{parse_request, Decoded, Reply};
+use mcstore_cluster::peer::{handshake, Dialect, PeerMessage};
+use mcstore_protocol::binary::{parse_binary_request, BinaryFrame, Header};
+use mcstore_protocol::{parse_request, Decoded, Limits, Reply};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -29,6 +31,8 @@ use mcstore_storage::ops::Outcome;
 use mcstore_storage::{Operation, Record, Store};
 
 use crate::cluster::ClusterNode;
+use crate::session::binary::render::failure;
+use crate::session::binary::BinarySession;
 use crate::session::Session;
 
 /// How long the handshake may take.
@@ -63,6 +67,7 @@ pub async fn serve(
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let limit = max_frame(limits.max_item_size, limits.max_get_line);
+    let mut binary = BinarySession::for_peer(&session);
     let mut out = BytesMut::new();
     loop {
         let payload = tokio::select! {
@@ -75,18 +80,39 @@ pub async fn serve(
             Err(err) => return reject(&cluster, &err.to_string()),
         };
         match PeerMessage::decode(payload) {
-            Ok(PeerMessage::Forward { id, request }) => {
+            Ok(PeerMessage::Forward {
+                id,
+                dialect,
+                request,
+            }) => {
                 cluster
                     .counters
                     .executed_for_peers
                     .fetch_add(1, Ordering::Relaxed);
-                run(&mut session, id, request, &limits).await;
+                // Each dialect has its own session: one waits for the
+                // other's writes first, so that a request sees every
+                // request forwarded before it (a binary client's too-large
+                // set unlinks its key with a text `delete`).
+                match dialect {
+                    Dialect::Text => {
+                        if binary.has_pending() {
+                            binary.resolve_pending().await;
+                        }
+                        run(&mut session, id, request, &limits).await
+                    }
+                    Dialect::Binary => {
+                        if session.has_pending() {
+                            session.resolve_pending().await;
+                        }
+                        run_binary(&mut binary, id, request, &limits).await
+                    }
+                }
             }
             Ok(message @ (PeerMessage::Replicate { .. } | PeerMessage::Digest { .. })) => {
                 // Answered before the next message is read: applied durably
                 // (records) or compared (digests); replies to earlier
                 // forwarded requests go first.
-                session.resolve_pending().await;
+                let replies = resolved_replies(&mut session, &mut binary).await;
                 let (id, answer) = match message {
                     PeerMessage::Replicate { id, records, kind } => {
                         (id, receive(&store, &cluster, records, kind).await)
@@ -99,7 +125,7 @@ pub async fn serve(
                     _ => unreachable!("matched above"),
                 };
                 out.clear();
-                for (id, reply) in session.take_marked() {
+                for (id, reply) in replies {
                     encode_frame(&mut out, &PeerMessage::Reply { id, reply }.encode());
                 }
                 encode_frame(&mut out, &PeerMessage::Reply { id, reply: answer }.encode());
@@ -114,9 +140,8 @@ pub async fn serve(
         // Reply once nothing more is waiting, so that pipelined writes share
         // a group commit.
         if reader.buffer().is_empty() {
-            session.resolve_pending().await;
             out.clear();
-            for (id, reply) in session.take_marked() {
+            for (id, reply) in resolved_replies(&mut session, &mut binary).await {
                 encode_frame(&mut out, &PeerMessage::Reply { id, reply }.encode());
             }
             if writer.write_all(&out).await.is_err() {
@@ -197,6 +222,36 @@ async fn apply(store: &Store, records: Vec<ShippedRecord>) -> (Bytes, u64) {
         Some(reason) => Bytes::from(reason),
     };
     (answer, applied)
+}
+
+/// The replies to every forwarded request so far, text and binary, once
+/// resolved (their ids tell them apart; each session keeps its own order).
+async fn resolved_replies(session: &mut Session, binary: &mut BinarySession) -> Vec<(u64, Bytes)> {
+    session.resolve_pending().await;
+    binary.resolve_pending().await;
+    let mut replies = session.take_marked();
+    replies.extend(binary.take_marked());
+    replies
+}
+
+/// Runs one forwarded binary request frame and marks the end of its
+/// response (nothing, for a quiet command's success).
+async fn run_binary(binary: &mut BinarySession, id: u64, request: Bytes, limits: &Limits) {
+    match parse_binary_request(&request, limits) {
+        Decoded::Complete(frame @ BinaryFrame::Request(_), used) if used == request.len() => {
+            binary.handle(frame).await;
+        }
+        _ => {
+            // Not one whole request: the forwarding node never sends that.
+            binary.resolve_pending().await;
+            let (opcode, opaque) = Header::decode(&request)
+                .map(|header| (header.opcode, header.opaque))
+                .unwrap_or_default();
+            failure(opcode, opaque, "a peer forwarded a malformed request")
+                .encode(&mut binary.output);
+        }
+    }
+    binary.mark(id);
 }
 
 /// Runs one forwarded request and marks the end of its reply.

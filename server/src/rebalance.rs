@@ -41,6 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mcstore_cluster::peer::Dialect;
 use mcstore_cluster::topology::{STATUS_JOINING, STATUS_LEAVING, STATUS_READY};
 use mcstore_cluster::MemberState;
 use mcstore_protocol::{ClusterCommand, Reply};
@@ -214,7 +215,12 @@ struct Progress {
 async fn progress_of(cluster: &ClusterNode, member: &str) -> Result<Progress, String> {
     let reply = cluster
         .peers
-        .forward(member, 0, Bytes::from_static(b"stats cluster\r\n"))
+        .forward(
+            member,
+            0,
+            Dialect::Text,
+            Bytes::from_static(b"stats cluster\r\n"),
+        )
         .reply()
         .await
         .map_err(|e| e.to_string())?;
@@ -318,7 +324,12 @@ async fn leave(cluster: Arc<ClusterNode>) {
 async fn peer_sees_leaving(cluster: &ClusterNode, peer: &str) -> bool {
     let Ok(reply) = cluster
         .peers
-        .forward(peer, 0, Bytes::from_static(b"stats cluster\r\n"))
+        .forward(
+            peer,
+            0,
+            Dialect::Text,
+            Bytes::from_static(b"stats cluster\r\n"),
+        )
         .reply()
         .await
     else {

@@ -61,6 +61,7 @@ use mcstore_protocol::binary::{
 };
 use mcstore_protocol::{Decoded, Limits};
 
+use mcstore_e2e::cluster::Cluster;
 use mcstore_e2e::{
     escape, send_all, Mcstore, Memcached, CLOSED_MARKER, GRACE_PERIOD, QUIET_PERIOD, REPLY_DEADLINE,
 };
@@ -1557,22 +1558,36 @@ fn salt() -> u32 {
 
 #[test]
 fn binary_responses_agree_with_memcached() {
-    let reference = Memcached::start();
-    let (_mcstore, _second, subject_addr, subject_name);
     if against_mcstore() {
         let server = Mcstore::start(&[]);
-        subject_addr = server.addr();
-        subject_name = "mcstore";
-        _mcstore = Some(server);
-        _second = None;
+        compare_with_memcached(server.addr(), "mcstore");
     } else {
         let second = Memcached::start();
-        subject_addr = second.addr();
-        subject_name = "memcached#2";
-        _second = Some(second);
-        _mcstore = None;
+        compare_with_memcached(second.addr(), "memcached#2");
     }
-    let self_check = subject_name != "mcstore";
+}
+
+/// Every case through one node of a three-node cluster: most keys live on
+/// another node, so their requests are forwarded and the peers' responses
+/// relayed; they must still be memcached's, byte for byte.
+#[test]
+fn binary_responses_through_a_cluster_agree_with_memcached() {
+    let cluster = Cluster::start(3, &[]);
+    compare_with_memcached(cluster.addrs[0], "an mcstore cluster");
+    let forwarded = cluster.sum_cluster_stat("forwarded");
+    let executed = cluster.sum_cluster_stat("executed_for_peers");
+    assert!(
+        forwarded > 200 && executed >= forwarded - cluster.sum_cluster_stat("forward_errors"),
+        "forwarded {forwarded}, executed for peers {executed}"
+    );
+    assert_eq!(cluster.sum_cluster_stat("forward_errors"), 0);
+}
+
+/// Runs every case against memcached and against `subject_addr` and
+/// requires the same normalised responses.
+fn compare_with_memcached(subject_addr: SocketAddr, subject_name: &str) {
+    let reference = Memcached::start();
+    let self_check = subject_name.starts_with("memcached");
 
     let cases = all_cases();
     let mut names = std::collections::HashSet::new();

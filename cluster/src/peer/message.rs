@@ -1,8 +1,10 @@
 //! What peers say to each other, inside frames.
 //!
 //! ```text
-//! forward   = 1 | id:u64 | request bytes   (one memcache request, exactly as a client sent it)
-//! reply     = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing)
+//! forward   = 1 | id:u64 | request bytes   (one memcache text or meta request, exactly as a client sent it)
+//! forward-binary = 7 | id:u64 | frame bytes (one binary-protocol request frame)
+//! reply     = 2 | id:u64 | reply bytes     (what the node answered, possibly nothing: a quiet
+//!                                          binary command or `noreply`)
 //! replicate = 3 | id:u64 | count:u32 | count * (key len:u32 | key | record len:u32 | record)
 //! transfer  = 4 | id:u64 | (as replicate)  (records of a range transfer)
 //! digest    = 5 | id:u64 | placement:u64 | count:u32 | count * digest:u64
@@ -30,6 +32,16 @@ const REPLICATE: u8 = 3;
 const TRANSFER: u8 = 4;
 const DIGEST: u8 = 5;
 const REPAIR: u8 = 6;
+const FORWARD_BINARY: u8 = 7;
+
+/// Which memcache protocol a forwarded request speaks (and its reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// The text protocol, meta commands included.
+    Text,
+    /// The binary protocol.
+    Binary,
+}
 
 /// Why a batch of records is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +83,8 @@ pub enum PeerMessage {
     Forward {
         /// Matches the reply to the request.
         id: u64,
+        /// The request's protocol.
+        dialect: Dialect,
         /// The request's bytes.
         request: Bytes,
     },
@@ -118,7 +132,17 @@ impl PeerMessage {
     /// The payload of this message.
     pub fn encode(&self) -> Bytes {
         let (kind, id, body) = match self {
-            PeerMessage::Forward { id, request } => (FORWARD, *id, request),
+            PeerMessage::Forward {
+                id,
+                dialect,
+                request,
+            } => {
+                let kind = match dialect {
+                    Dialect::Text => FORWARD,
+                    Dialect::Binary => FORWARD_BINARY,
+                };
+                (kind, *id, request)
+            }
             PeerMessage::Reply { id, reply } => (REPLY, *id, reply),
             PeerMessage::Digest {
                 id,
@@ -168,7 +192,15 @@ impl PeerMessage {
         let id = u64::from_le_bytes(payload[1..9].try_into().expect("8 bytes"));
         let body = payload.slice(9..);
         match payload[0] {
-            FORWARD => Ok(PeerMessage::Forward { id, request: body }),
+            kind @ (FORWARD | FORWARD_BINARY) => Ok(PeerMessage::Forward {
+                id,
+                dialect: if kind == FORWARD {
+                    Dialect::Text
+                } else {
+                    Dialect::Binary
+                },
+                request: body,
+            }),
             REPLY => Ok(PeerMessage::Reply { id, reply: body }),
             kind @ (REPLICATE | TRANSFER | REPAIR) => decode_records(&body)
                 .map(|records| PeerMessage::Replicate {
@@ -287,7 +319,13 @@ mod tests {
             },
             PeerMessage::Forward {
                 id: 7,
+                dialect: Dialect::Text,
                 request: Bytes::from_static(b"get k\r\n"),
+            },
+            PeerMessage::Forward {
+                id: 8,
+                dialect: Dialect::Binary,
+                request: Bytes::from_static(&[0x80, 0x0a, 0, 0, 0, 0, 0, 0]),
             },
             PeerMessage::Reply {
                 id: u64::MAX,

@@ -20,5 +20,5 @@ pub mod message;
 pub mod pool;
 
 pub use handshake::{HandshakeError, PEER_FIRST_BYTE, PEER_MAGIC};
-pub use message::PeerMessage;
+pub use message::{Dialect, PeerMessage};
 pub use pool::{ForwardCall, PeerError, PeerPool, PoolConfig};

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{encode_frame, read_frame};
 use super::handshake::{connect, HandshakeError};
-use super::message::{BatchKind, PeerMessage, ShippedRecord};
+use super::message::{BatchKind, Dialect, PeerMessage, ShippedRecord};
 
 /// Why a forwarded request got no reply.
 #[derive(Debug, Clone, Error)]
@@ -70,7 +70,7 @@ type ReplySender = oneshot::Sender<Result<Bytes, PeerError>>;
 
 /// What a request to a peer carries.
 enum Body {
-    Forward(Bytes),
+    Forward(Dialect, Bytes),
     Replicate(Vec<ShippedRecord>, BatchKind),
     Digest(u64, Vec<u64>),
 }
@@ -153,14 +153,21 @@ impl PeerPool {
         &self.config
     }
 
-    /// Queues `request` for `peer` on slot `slot` (any number; it is taken
-    /// modulo the connections per peer) and returns the call to await.
-    pub fn forward(&self, peer: &str, slot: usize, request: Bytes) -> ForwardCall {
+    /// Queues `request`, in `dialect`, for `peer` on slot `slot` (any
+    /// number; it is taken modulo the connections per peer) and returns the
+    /// call to await.
+    pub fn forward(
+        &self,
+        peer: &str,
+        slot: usize,
+        dialect: Dialect,
+        request: Bytes,
+    ) -> ForwardCall {
         let slot = SlotKey::Forward(slot % self.config.connections_per_peer.max(1));
         self.send(
             peer,
             slot,
-            Body::Forward(request),
+            Body::Forward(dialect, request),
             self.config.request_timeout,
         )
     }
@@ -355,8 +362,9 @@ async fn run_connection(
                     let mut waiting = in_flight.lock().expect("in-flight lock");
                     for outgoing in batch {
                         let message = match outgoing.body {
-                            Body::Forward(request) => PeerMessage::Forward {
+                            Body::Forward(dialect, request) => PeerMessage::Forward {
                                 id: outgoing.id,
+                                dialect,
                                 request,
                             },
                             Body::Digest(placement, buckets) => PeerMessage::Digest {

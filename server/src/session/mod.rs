@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mcstore_cluster::peer::ForwardCall;
+use mcstore_cluster::peer::{Dialect, ForwardCall};
 use mcstore_cluster::topology::Target;
 use mcstore_protocol::request::Stats;
 use mcstore_protocol::{
@@ -157,7 +157,7 @@ pub struct Session {
     slot: usize,
     pending: VecDeque<PendingReply>,
     /// Where each marked forwarded request's reply ends in `output`.
-    marks: Vec<(u64, usize)>,
+    marks: ReplyMarks,
     /// Reply bytes ready to be written.
     pub output: BytesMut,
     /// The connection's file descriptor (`cfd=` of `watch` lines).
@@ -176,8 +176,42 @@ async fn replica_has(cluster: Option<Arc<ClusterNode>>, key: &[u8], seq: u64) ->
     cluster.replicator.wait_for_replica(key, seq, timeout).await
 }
 
+/// Where the replies of requests a peer forwarded end in a session's
+/// output, so that each goes back with its request's id (a reply may be
+/// empty: `noreply`, a quiet binary command).
+#[derive(Debug, Default)]
+pub(crate) struct ReplyMarks(Vec<(u64, usize)>);
+
+impl ReplyMarks {
+    /// The reply of request `id` ends at `end`.
+    pub(crate) fn push(&mut self, id: u64, end: usize) {
+        self.0.push((id, end));
+    }
+
+    /// Cuts `output` into the marked replies, in order, and empties it.
+    pub(crate) fn take(&mut self, output: &mut BytesMut) -> Vec<(u64, Bytes)> {
+        let output = output.split().freeze();
+        let mut start = 0;
+        self.0
+            .drain(..)
+            .map(|(id, end)| {
+                let reply = output.slice(start..end);
+                start = end;
+                (id, reply)
+            })
+            .collect()
+    }
+}
+
 /// Hands each session its peer connection slot.
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// The peer connection slot of a new session (text or binary): sessions
+/// spread over a peer's connections, and each keeps to one so that its
+/// forwarded requests reach the peer in order.
+pub(crate) fn next_slot() -> usize {
+    NEXT_SLOT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Pending writes a connection may have in flight before it waits for them.
 const MAX_PENDING: usize = 1024;
@@ -199,9 +233,9 @@ impl Session {
             shared,
             cluster,
             forwarded,
-            slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed),
+            slot: next_slot(),
             pending: VecDeque::new(),
-            marks: Vec::new(),
+            marks: ReplyMarks::default(),
             output: BytesMut::with_capacity(16 * 1024),
             client_fd: -1,
         }
@@ -303,7 +337,7 @@ impl Session {
                     let calls = cluster
                         .broadcast_targets()
                         .into_iter()
-                        .map(|peer| cluster.forward(&peer, self.slot, raw.clone()))
+                        .map(|peer| cluster.forward(&peer, self.slot, Dialect::Text, raw.clone()))
                         .collect();
                     self.push_pending(PendingReply::Broadcast(calls)).await;
                 }
@@ -552,7 +586,7 @@ impl Session {
     /// cuts the output there.
     pub fn mark(&mut self, id: u64) {
         if self.pending.is_empty() {
-            self.marks.push((id, self.output.len()));
+            self.marks.push(id, self.output.len());
         } else {
             self.pending.push_back(PendingReply::Mark(id));
         }
@@ -561,18 +595,7 @@ impl Session {
     /// The replies of the marked requests resolved so far, each with its
     /// mark; the output is emptied.
     pub fn take_marked(&mut self) -> Vec<(u64, Bytes)> {
-        let output = self.output.split().freeze();
-        let mut start = 0;
-        let replies = self
-            .marks
-            .drain(..)
-            .map(|(id, end)| {
-                let reply = output.slice(start..end);
-                start = end;
-                (id, reply)
-            })
-            .collect();
-        replies
+        self.marks.take(&mut self.output)
     }
 
     async fn submit_meta(&mut self, op: Operation, request: MetaRequest) {
@@ -718,16 +741,9 @@ impl Session {
                 },
                 PendingReply::MultiGet(pending) => Box::pin(self.resolve_multi_get(*pending)).await,
                 PendingReply::Broadcast(calls) => {
-                    for call in calls {
-                        if let Err(err) = call.reply().await {
-                            tracing::warn!(cause = %err, "a peer did not take a cluster-wide command");
-                            if let Some(cluster) = &self.cluster {
-                                cluster.note_forward_error();
-                            }
-                        }
-                    }
+                    route::await_broadcast(self.cluster.as_deref(), calls).await
                 }
-                PendingReply::Mark(id) => self.marks.push((id, self.output.len())),
+                PendingReply::Mark(id) => self.marks.push(id, self.output.len()),
                 PendingReply::Write {
                     write,
                     kind,

@@ -19,14 +19,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use mcstore_cluster::peer::{Dialect, ForwardCall};
 use mcstore_cluster::topology::Target;
 use mcstore_protocol::{
     encode_value_header, parse_reply, Decoded, MetaRequest, Reply, Request, StoreMode, Value,
 };
 
 use super::Session;
+use crate::cluster::ClusterNode;
 
 /// What a forwarded request came to.
 pub(crate) enum RemoteResult {
@@ -158,47 +161,75 @@ pub(crate) fn encode_value(out: &mut BytesMut, value: &Value) {
     out.put_slice(b"\r\n");
 }
 
-impl Session {
-    /// Starts a forwarded request: queued on the first target's connection
-    /// now, retried on the next targets if it fails.
-    pub(crate) fn forward_call(&self, targets: Vec<Target>, raw: Bytes) -> RemoteCall {
-        let Some(cluster) = self.cluster.clone() else {
-            return Box::pin(async { RemoteResult::Local });
+/// Starts a forwarded request for the connection on peer slot `slot`:
+/// queued on the first target's connection now, retried on the next
+/// targets if it fails. Shared by the text and the binary session.
+pub(crate) fn forward_call(
+    cluster: Option<Arc<ClusterNode>>,
+    slot: usize,
+    targets: Vec<Target>,
+    dialect: Dialect,
+    raw: Bytes,
+) -> RemoteCall {
+    let Some(cluster) = cluster else {
+        return Box::pin(async { RemoteResult::Local });
+    };
+    let mut targets = targets.into_iter();
+    let first = match targets.next() {
+        None => {
+            return Box::pin(async {
+                RemoteResult::Failed("no replica of this key is alive".into())
+            })
+        }
+        Some(Target::Local) => return Box::pin(async { RemoteResult::Local }),
+        Some(Target::Peer(peer)) => cluster.forward(&peer, slot, dialect, raw.clone()),
+    };
+    Box::pin(async move {
+        let mut error = match first.reply().await {
+            Ok(reply) => return RemoteResult::Reply(reply),
+            Err(err) => err,
         };
-        let slot = self.slot;
-        let mut targets = targets.into_iter();
-        let first = match targets.next() {
-            None => {
-                return Box::pin(async {
-                    RemoteResult::Failed("no replica of this key is alive".into())
-                })
-            }
-            Some(Target::Local) => return Box::pin(async { RemoteResult::Local }),
-            Some(Target::Peer(peer)) => cluster.forward(&peer, slot, raw.clone()),
-        };
-        Box::pin(async move {
-            let mut error = match first.reply().await {
-                Ok(reply) => return RemoteResult::Reply(reply),
-                Err(err) => err,
-            };
-            cluster.note_forward_error();
-            for target in targets {
-                tracing::debug!(cause = %error, "forwarding failed; trying the next replica");
-                match target {
-                    Target::Local => return RemoteResult::Local,
-                    Target::Peer(peer) => {
-                        match cluster.forward(&peer, slot, raw.clone()).reply().await {
-                            Ok(reply) => return RemoteResult::Reply(reply),
-                            Err(err) => {
-                                cluster.note_forward_error();
-                                error = err;
-                            }
+        cluster.note_forward_error();
+        for target in targets {
+            tracing::debug!(cause = %error, "forwarding failed; trying the next replica");
+            match target {
+                Target::Local => return RemoteResult::Local,
+                Target::Peer(peer) => {
+                    match cluster
+                        .forward(&peer, slot, dialect, raw.clone())
+                        .reply()
+                        .await
+                    {
+                        Ok(reply) => return RemoteResult::Reply(reply),
+                        Err(err) => {
+                            cluster.note_forward_error();
+                            error = err;
                         }
                     }
                 }
             }
-            RemoteResult::Failed(format!("no replica of this key answered ({error})"))
-        })
+        }
+        RemoteResult::Failed(format!("no replica of this key answered ({error})"))
+    })
+}
+
+/// Waits for a cluster-wide command's copies to reach the peers (the
+/// local execution answers the client; a peer that missed it is logged).
+pub(crate) async fn await_broadcast(cluster: Option<&ClusterNode>, calls: Vec<ForwardCall>) {
+    for call in calls {
+        if let Err(err) = call.reply().await {
+            tracing::warn!(cause = %err, "a peer did not take a cluster-wide command");
+            if let Some(cluster) = cluster {
+                cluster.note_forward_error();
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Starts forwarding a text or meta request (see [`forward_call`]).
+    pub(crate) fn forward_call(&self, targets: Vec<Target>, raw: Bytes) -> RemoteCall {
+        forward_call(self.cluster.clone(), self.slot, targets, Dialect::Text, raw)
     }
 
     /// Whether a too-large `set`'s unlink must go to another node, and

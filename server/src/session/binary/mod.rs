@@ -11,13 +11,14 @@
 //!
 //! [`BinarySession::handle`] takes one [`BinaryFrame`]. Malformed frames
 //! are answered (or not) and tell the connection to close or discard, as
-//! memcached does. A request for a key goes through one function,
-//! [`BinarySession::keyed`], with the key, the work ([`Work::Read`] or a
-//! [`Work::Write`] operation) and how to answer ([`Answer`]): that is
-//! where a cluster route would forward a request for a key another node
-//! owns (the request can be re-encoded with
-//! `mcstore_protocol::binary::BinaryRequest::encode`). Everything else
-//! (noop, version, stat, SASL, flush, quit) is answered here.
+//! memcached does. In a cluster, a request for a key another node holds
+//! is forwarded first ([`route`]: re-encoded, sent to the key's first
+//! live replica, its response bytes relayed unchanged, nothing for a quiet
+//! success), and a flush goes to every member. A request for a key this
+//! node holds goes through one function, [`BinarySession::keyed`], with
+//! the key, the work ([`Work::Read`] or a [`Work::Write`] operation) and
+//! how to answer ([`Answer`]). Everything else (noop, version, stat,
+//! SASL, quit) is answered here.
 //!
 //! # Ordering and group commit
 //!
@@ -44,6 +45,7 @@
 pub mod count;
 pub mod lower;
 pub mod render;
+pub mod route;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -58,10 +60,12 @@ use mcstore_storage::store::PendingWrite;
 use mcstore_storage::{Lookup, Operation, Store};
 
 use self::render::Answer;
+use super::route::RemoteCall;
 use super::stats_report::{StatGroup as Group, StatsReport};
-use super::{NodeInfo, Session, VERSION};
+use super::{next_slot, NodeInfo, ReplyMarks, Session, VERSION};
 use crate::cluster::ClusterNode;
 use crate::stats::{Counters, Shared};
+use mcstore_cluster::peer::ForwardCall;
 
 /// What the connection does after a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,16 @@ enum Pending {
     Silent(PendingWrite),
     /// Response bytes that came after pending writes.
     Literal(Bytes),
+    /// A request forwarded to a peer; `fallback` runs here if no peer
+    /// before this node answers (`None`: nothing to run).
+    Remote {
+        call: RemoteCall,
+        fallback: Option<Box<BinaryRequest>>,
+    },
+    /// A flush's copies to the other members.
+    Broadcast(Vec<ForwardCall>),
+    /// The end of the response to a request a peer forwarded.
+    Mark(u64),
 }
 
 /// Pending writes a connection may have in flight before it waits for them.
@@ -103,10 +117,15 @@ pub struct BinarySession {
     store: Arc<Store>,
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
-    /// The node's cluster, if it is in one (for `stat cluster`; binary
-    /// requests are not forwarded yet).
+    /// The node's cluster, if it is in one.
     cluster: Option<Arc<ClusterNode>>,
+    /// The requests come from a peer: execute them here, never forward.
+    forwarded: bool,
+    /// Which peer connection this session's forwarded requests use.
+    slot: usize,
     pending: VecDeque<Pending>,
+    /// Where the response to each request a peer forwarded ends.
+    marks: ReplyMarks,
     authenticated: bool,
     /// Response bytes ready to be written.
     pub output: BytesMut,
@@ -128,6 +147,18 @@ impl BinarySession {
         }
     }
 
+    /// The binary session of a peer's connection (`text` serves its text
+    /// requests): requests are executed here, never forwarded again, and
+    /// need no authentication (the forwarding node asked for it, and the
+    /// peer proved the cluster secret).
+    pub fn for_peer(text: &Session) -> BinarySession {
+        BinarySession {
+            forwarded: true,
+            authenticated: true,
+            ..BinarySession::for_connection(text)
+        }
+    }
+
     /// A session on `store`.
     pub fn new(store: Arc<Store>, node: Arc<NodeInfo>, shared: Arc<Shared>) -> BinarySession {
         BinarySession {
@@ -135,7 +166,10 @@ impl BinarySession {
             node,
             shared,
             cluster: None,
+            forwarded: false,
+            slot: next_slot(),
             pending: VecDeque::new(),
+            marks: ReplyMarks::default(),
             authenticated: false,
             output: BytesMut::with_capacity(16 * 1024),
         }
@@ -170,7 +204,7 @@ impl BinarySession {
                 BinaryNext::Discard(discard)
             }
             BinaryFrame::TooLarge(too_large) => {
-                if too_large.unlinks() {
+                if too_large.unlinks() && !self.unlink_elsewhere(&too_large.key) {
                     // memcached never leaves the old value behind a failed set.
                     let op = Operation::Remove {
                         key: too_large.key.clone(),
@@ -226,6 +260,10 @@ impl BinarySession {
     }
 
     async fn execute(&mut self, request: BinaryRequest) -> BinaryNext {
+        let request = match self.forward(request).await {
+            Some(request) => request,
+            None => return BinaryNext::Continue,
+        };
         let now = self.store.now_secs();
         let opcode = request.opcode();
         let opaque = request.opaque;
@@ -316,11 +354,10 @@ impl BinarySession {
         BinaryNext::Continue
     }
 
-    /// The one way a keyed request reaches the data: `key` is the
+    /// The one way a keyed request reaches this node's data: `key` is the
     /// request's key, `work` what it needs done, `answer` how its outcome
-    /// is answered. (A cluster route goes here: a key another node owns
-    /// is forwarded instead, and its response put in order like a
-    /// pending write's.)
+    /// is answered. (In a cluster, a request for a key another node holds
+    /// was forwarded before it got here.)
     pub async fn keyed(&mut self, key: Bytes, work: Work, answer: Answer) {
         match work {
             Work::Read => {
@@ -405,6 +442,11 @@ impl BinarySession {
         while let Some(pending) = self.pending.pop_front() {
             match pending {
                 Pending::Literal(bytes) => self.output.put_slice(&bytes),
+                Pending::Remote { call, fallback } => self.resolve_remote(call, fallback).await,
+                Pending::Broadcast(calls) => {
+                    super::route::await_broadcast(self.cluster.as_deref(), calls).await
+                }
+                Pending::Mark(id) => self.marks.push(id, self.output.len()),
                 Pending::Silent(write) => {
                     write.outcome().await;
                 }
