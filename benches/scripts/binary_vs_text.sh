@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue-15 throughput figures: libmemcached's memcaslap in its text and its
-# binary mode (-B) against memcached and mcstore (--sync always and
-# periodic), interleaved in one run, medians of N runs.
+# binary mode (-B) against memcached, mcstore (--sync always and periodic)
+# and one node of a three-node mcstore cluster (RF=2, --sync always: most
+# requests forwarded), interleaved in one run, medians of N runs.
 #
 #   bash benches/scripts/binary_vs_text.sh [runs=3] [seconds=4]
 #
@@ -40,6 +41,33 @@ for mode in always periodic; do
     wait_port "${ports[$mode]}"
 done
 
+# One node of a three-node cluster (RF=2, the defaults), once every node
+# sees the three alive.
+cluster_ports=("$(free_port)" "$(free_port)" "$(free_port)")
+seeds=$(printf '127.0.0.1:%s,' "${cluster_ports[@]}"); seeds=${seeds%,}
+for i in 0 1 2; do
+    "$bin" --listen 127.0.0.1:"${cluster_ports[$i]}" --data-dir "$work/cluster-$i" --seeds "$seeds" \
+        >/dev/null 2>"$work/log-cluster-$i" & pids+=($!)
+done
+for i in 0 1 2; do wait_port "${cluster_ports[$i]}"; done
+ports[cluster]=${cluster_ports[0]}
+for _ in $(seq 300); do
+    alive=$(python3 - "${ports[cluster]}" <<'PY' 2>/dev/null || echo 0
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"stats cluster\r\n"); d = b""
+while not d.endswith(b"END\r\n"):
+    c = s.recv(65536)
+    if not c: break
+    d += c
+print(d.decode().count(" alive"))
+PY
+)
+    [ "$alive" -ge 3 ] && break
+    sleep 0.1
+done
+[ "$alive" -ge 3 ] || { echo "the cluster did not converge" >&2; exit 1; }
+
 tps() { # $1 = port, $2 = config, $3 = text|binary
     local flag=()
     [ "$3" = binary ] && flag=(-B)
@@ -51,7 +79,7 @@ declare -A results
 for workload in set_only mixed; do
     config=${!workload}
     for run in $(seq "$runs"); do
-        for target in memcached always periodic; do
+        for target in memcached always periodic cluster; do
             for protocol in text binary; do
                 t=$(tps "${ports[$target]}" "$config" "$protocol")
                 results[$workload,$target,$protocol]+="$t "
@@ -65,10 +93,14 @@ echo "| workload | server | text ops/s | binary ops/s | binary / text | binary /
 echo "| --- | --- | --- | --- | --- | --- |"
 for workload in set_only mixed; do
     mc_binary=$(median ${results[$workload,memcached,binary]})
-    for target in memcached always periodic; do
+    for target in memcached always periodic cluster; do
         text=$(median ${results[$workload,$target,text]})
         binary=$(median ${results[$workload,$target,binary]})
-        name=memcached; [ "$target" != memcached ] && name="mcstore --sync $target"
+        case $target in
+            memcached) name=memcached ;;
+            cluster) name="one node of a 3-node mcstore cluster (RF=2, --sync always)" ;;
+            *) name="mcstore --sync $target" ;;
+        esac
         printf '| %s | %s | %s | %s | %.2f | %.2f |\n' "$workload" "$name" "$text" "$binary" \
             "$(echo "$binary/$text" | bc -l)" "$(echo "$binary/$mc_binary" | bc -l)"
     done
