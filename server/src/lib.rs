@@ -7,7 +7,8 @@
 //!   subscriber (text or JSON on stderr) and the readiness line;
 //!   [`man`]: the man page, generated from the flags.
 //! - [`server`]: accepts connections, enforces the connection limit, shuts
-//!   down gracefully; [`connection`]: one client's read/parse/write loop;
+//!   down gracefully; [`workers`]: the connection threads, one runtime
+//!   each; [`connection`]: one client's read/parse/write loop;
 //!   [`session`]: executes requests and keeps replies in order.
 //!   [`negotiate`]: a connection's first byte picks the text or the binary
 //!   protocol ([`binary_connection`], `session::binary`); [`auth`]: the
@@ -47,3 +48,4 @@ pub mod server;
 pub mod session;
 pub mod stats;
 pub mod watch;
+pub mod workers;

@@ -11,6 +11,7 @@ use mcstore_server::config_file::{self, LoadError};
 use mcstore_server::metrics::{self, NodeMetrics};
 use mcstore_server::session::NodeInfo;
 use mcstore_server::stats::Shared;
+use mcstore_server::workers::ConnectionThreads;
 use mcstore_server::{listen, logging};
 use mcstore_storage::clock::SystemClock;
 use mcstore_storage::Store;
@@ -48,6 +49,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let workers = ConnectionThreads::start(threads).context("starting the connection threads")?;
     match mcstore_server::rlimit::raise_open_files_for(config.max_connections) {
         Ok(open_files) if (open_files as usize) < config.max_connections => tracing::warn!(
             open_files,
@@ -132,9 +134,19 @@ fn run(config: Config) -> anyhow::Result<()> {
                 mcstore_server::rebalance::announce_left(&cluster).await;
             }
         };
-        mcstore_server::server::run(listener, store.clone(), node, shared, cluster, shutdown).await;
+        mcstore_server::server::run(
+            listener,
+            store.clone(),
+            node,
+            shared,
+            cluster,
+            &workers,
+            shutdown,
+        )
+        .await;
         anyhow::Ok(())
     })?;
+    workers.stop();
     store
         .shutdown()
         .context("making the data durable at shutdown")?;

@@ -1,5 +1,6 @@
 //! The listener: accepts connections, enforces the connection limit, runs
-//! one task per connection and shuts down gracefully.
+//! one task per connection on one of the connection threads
+//! ([`crate::workers`]) and shuts down gracefully.
 //!
 //! Shutdown contract: when `shutdown` resolves, stop accepting, let every
 //! connection finish the requests it has read (their writes complete in the
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use mcstore_protocol::Limits;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::Instrument;
 
@@ -24,6 +25,7 @@ use crate::cluster::ClusterNode;
 use crate::conns::{tcp_name, ConnState};
 use crate::session::{NodeInfo, Session};
 use crate::stats::Shared;
+use crate::workers::ConnectionThreads;
 
 /// How long shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +37,7 @@ pub async fn run(
     node: Arc<NodeInfo>,
     shared: Arc<Shared>,
     cluster: Option<Arc<ClusterNode>>,
+    workers: &ConnectionThreads,
     shutdown: impl Future<Output = ()>,
 ) {
     let limits: Limits = node.limits;
@@ -97,10 +100,29 @@ pub async fn run(
         let mut stop = stop_rx.clone();
         let done = done_tx.clone();
         let shared = shared.clone();
-        tokio::spawn(
+        // The connection moves to its thread's runtime (a tokio stream
+        // belongs to the runtime that registered it).
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(cause = %err, "could not hand a connection to its thread");
+                shared.conns.remove(&entry);
+                continue;
+            }
+        };
+        workers.spawn(
             async move {
                 shared.curr_connections.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("accepted");
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::warn!(cause = %err, "could not register a connection");
+                        shared.conns.remove(&entry);
+                        shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
                 // A peer's connection starts with the peer handshake, which
                 // no memcache client sends.
                 let mut first = [0u8; 1];

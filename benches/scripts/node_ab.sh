@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A/B of mcstore binaries against memcached, closed loop: throughput and the
+# server's CPU time per operation (user and system, from /proc/PID/stat),
+# each target in turn, `runs` times, so that the ratios compare runs made
+# seconds apart.
+#
+#   WORKLOAD=get|set|mixed:0.9 bash benches/scripts/node_ab.sh [runs=3] BINARY...
+#
+# Every binary gets a fresh data directory (extra flags: MCSTORE_FLAGS) and
+# memcached 1.6.18 runs beside them (`-t 2 -m 1024`). The key space (KEYS,
+# default 50000, 64-byte keys, 100-byte values) is prefilled on each; a
+# measurement is `mcstore-bench --connections 32 --duration 6` with the
+# server's CPU sampled over the middle 4 s. Needs a release build of
+# mcstore-bench (cargo build --release -p mcstore-bench) and memcached.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-3}
+shift || true
+[ "$#" -gt 0 ] || { echo "usage: $0 [runs] BINARY..." >&2; exit 2; }
+bench=${MCSTORE_BENCH:-$PWD/target/release/mcstore-bench}
+workload=${WORKLOAD:-get}
+keys=${KEYS:-50000}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ticks=$(getconf CLK_TCK)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+cpu() { awk '{print $14, $15}' /proc/"$1"/stat; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+names=(); ports=()
+for bin in "$@"; do
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    "$bin" --listen 127.0.0.1:"$port" --data-dir "$work/data-${#ports[@]}" ${MCSTORE_FLAGS:-} \
+        >"$work/log-${#ports[@]}" 2>&1 & pids+=($!)
+    names+=("$bin"); ports+=("$port")
+done
+port=$(free_port)
+memcached -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 1024 & pids+=($!)
+names+=(memcached); ports+=("$port")
+for port in "${ports[@]}"; do
+    wait_port "$port"
+    "$bench" --servers 127.0.0.1:"$port" --workload set --keys "$keys" --prefill --duration 0.5 --quiet >/dev/null
+done
+
+declare -A ops user sys
+for run in $(seq "$runs"); do
+    for i in "${!ports[@]}"; do
+        "$bench" --servers 127.0.0.1:"${ports[$i]}" --workload "$workload" --keys "$keys" \
+            --connections 32 --duration 6 --quiet --json >"$work/run.json" &
+        load=$!
+        sleep 1
+        read -r u1 s1 < <(cpu "${pids[$i]}")
+        sleep 4
+        read -r u2 s2 < <(cpu "${pids[$i]}")
+        wait "$load"
+        rate=$(tail -1 "$work/run.json" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["ops_per_sec"]))')
+        u=$(echo "($u2 - $u1) / $ticks / 4 / $rate * 1000000" | bc -l)
+        s=$(echo "($s2 - $s1) / $ticks / 4 / $rate * 1000000" | bc -l)
+        ops[$i]+="$rate "; user[$i]+="$u "; sys[$i]+="$s "
+        printf 'run %s %s: %s ops/s, %.1f µs user + %.1f µs system per op\n' "$run" "${names[$i]}" "$rate" "$u" "$s" >&2
+    done
+done
+
+last=$((${#ports[@]} - 1))
+reference=$(median ${ops[$last]})
+echo "workload $workload, $keys keys, medians of $runs"
+echo "| server | ops/s | / memcached | µs CPU per op (user + system) |"
+echo "| --- | --- | --- | --- |"
+for i in "${!ports[@]}"; do
+    rate=$(median ${ops[$i]}); u=$(median ${user[$i]}); s=$(median ${sys[$i]})
+    printf '| %s | %s | %.2f | %.1f + %.1f = %.1f |\n' "${names[$i]}" "$rate" \
+        "$(echo "$rate / $reference" | bc -l)" "$u" "$s" "$(echo "$u + $s" | bc -l)"
+done
