@@ -122,15 +122,17 @@ fn write_all(addr: SocketAddr, values: &[String]) {
     );
 }
 
-/// Reads every key with `getkq` through `addr` (plus one missing key,
-/// which answers nothing): each hit in order, with its flags.
-fn read_all(addr: SocketAddr, values: &[String]) {
+/// What `getkq` of every key through `addr` answers (plus one missing
+/// key, which must answer nothing), against what it should: each hit in
+/// order, with its flags.
+type Hit = (u32, String, String, Option<u32>);
+
+fn read_back(addr: SocketAddr, values: &[String]) -> (Vec<Hit>, Vec<Hit>) {
     let mut requests: Vec<BinaryRequest> = (0..values.len())
         .map(|i| getkq(i as u32, &key(i)))
         .collect();
     requests.insert(values.len() / 2, getkq(1_000_000, "bin-missing"));
-    let responses = exchange(addr, &requests);
-    let got: Vec<(u32, String, String, Option<u32>)> = responses
+    let got = exchange(addr, &requests)
         .iter()
         .map(|r| {
             (
@@ -141,12 +143,32 @@ fn read_all(addr: SocketAddr, values: &[String]) {
             )
         })
         .collect();
-    let expected: Vec<(u32, String, String, Option<u32>)> = values
+    let expected = values
         .iter()
         .enumerate()
         .map(|(i, v)| (i as u32, key(i), v.clone(), Some(i as u32)))
         .collect();
+    (got, expected)
+}
+
+/// Every key reads back through `addr`.
+fn read_all(addr: SocketAddr, values: &[String]) {
+    let (got, expected) = read_back(addr, values);
     assert_eq!(got, expected, "getkq through {addr}");
+}
+
+/// Every key reads back through `addr` once replication reached it (with
+/// `--replica-reads` a node that holds a replica answers from its copy,
+/// which a write through another node reaches asynchronously).
+fn read_all_eventually(addr: SocketAddr, values: &[String]) {
+    wait_until(
+        "every acknowledged write to read back",
+        CLUSTER_TIMEOUT,
+        || {
+            let (got, expected) = read_back(addr, values);
+            got == expected
+        },
+    );
 }
 
 /// Every replica of every key holds its value (read as text on the
@@ -213,7 +235,7 @@ fn binary_requests_go_to_each_keys_replicas_and_survive_kill_and_freeze() {
     read_all(cluster.addrs[0], &first);
     let second = values("second", 90);
     write_all(cluster.addrs[2], &second);
-    read_all(cluster.addrs[0], &second);
+    read_all_eventually(cluster.addrs[0], &second);
     cluster.nodes[1].restart();
     cluster.wait_converged();
     cluster.wait_replicated();
@@ -225,7 +247,7 @@ fn binary_requests_go_to_each_keys_replicas_and_survive_kill_and_freeze() {
     cluster.wait_state(2, "dead");
     let third = values("third", 90);
     write_all(cluster.addrs[0], &third);
-    read_all(cluster.addrs[1], &third);
+    read_all_eventually(cluster.addrs[1], &third);
     cluster.nodes[2].signal(libc::SIGCONT);
     cluster.wait_converged();
     cluster.wait_replicated();
