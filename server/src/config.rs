@@ -138,8 +138,9 @@ pub struct Config {
           value_parser = positive_usize(10_000_000))]
     pub max_pending_writes: usize,
 
-    /// The engine's cache (sled's page cache, fjall's block cache), in
-    /// bytes (k, m, g suffixes).
+    /// Memory for caching, in bytes (k, m, g suffixes): one eighth holds hot
+    /// records in front of the engine, the rest is the engine's own cache
+    /// (sled's page cache, fjall's block cache).
     #[arg(long, env = "MCSTORE_CACHE_SIZE", default_value = "256m", value_parser = parse_size)]
     pub cache_size: usize,
 

@@ -304,6 +304,23 @@ impl MetricsSource for NodeMetrics {
             "Records from other nodes refused for a clock too far ahead.",
             load(&storage.clock_skew_refused),
         );
+        if let Some(cache) = self.store.record_cache_stats() {
+            out.counter(
+                "mcstore_storage_record_cache_hits_total",
+                "Reads answered by the cache of hot records.",
+                cache.hits,
+            );
+            out.counter(
+                "mcstore_storage_record_cache_misses_total",
+                "Reads the cache of hot records passed to the engine.",
+                cache.misses,
+            );
+            out.gauge(
+                "mcstore_storage_record_cache_bytes",
+                "Bytes held by the cache of hot records.",
+                cache.bytes as f64,
+            );
+        }
         out.gauge(
             "mcstore_change_stream_sequence",
             "Sequence number of the last change published to the change stream.",

@@ -370,6 +370,12 @@ impl StatsReport<'_> {
         stat(out, "applied", load(&stats.applied));
         stat(out, "applied_stale", load(&stats.applied_stale));
         stat(out, "clock_skew_refused", load(&stats.clock_skew_refused));
+        if let Some(cache) = store.record_cache_stats() {
+            stat(out, "record_cache_hits", cache.hits);
+            stat(out, "record_cache_misses", cache.misses);
+            stat(out, "record_cache_bytes", cache.bytes);
+            stat(out, "record_cache_limit", cache.capacity);
+        }
         stat(out, "engine_disk_bytes", engine_bytes);
         stat(out, "wal_disk_bytes", wal_bytes);
         stat(out, "disk_bytes", engine_bytes + wal_bytes);

@@ -4,7 +4,7 @@
 //! the node id, opens the engine,
 //! replays the write-ahead log past the engine's checkpoint and starts three
 //! threads: the commit pipeline, the checkpointer and the reclaimer. Reads
-//! go straight to the engine; writes go through [`Store::enqueue`] to the
+//! go to the engine (through its cache of hot records); writes go through [`Store::enqueue`] to the
 //! pipeline; the change stream is read with [`Store::follow`] and the named
 //! cursors.
 
@@ -353,6 +353,11 @@ impl Store {
     /// The engine's name and version.
     pub fn engine_name(&self) -> &'static str {
         self.engine.name()
+    }
+
+    /// The hit counts of the cache of hot records in front of the engine.
+    pub fn record_cache_stats(&self) -> Option<crate::engine::cache::CacheStats> {
+        self.engine.cache_stats()
     }
 
     /// Bytes used on disk by the engine and the log.

@@ -9,9 +9,11 @@
 //!
 //! - [`sled`]: sled 0.34.7, the default engine.
 //! - [`fjall`]: fjall 3, an LSM tree.
+//! - [`cache`]: a cache of hot records in front of either.
 //!
 //! [`open`] opens the one a data directory was made with.
 
+pub mod cache;
 pub mod fjall;
 pub mod sled;
 
@@ -29,18 +31,27 @@ use crate::version::Timestamp;
 pub use self::fjall::FjallEngine;
 pub use self::sled::SledEngine;
 
+/// The share of the cache budget that goes to the cache of hot records
+/// ([`cache::CachedEngine`]); the engine's own cache gets the rest.
+pub const RECORD_CACHE_SHARE: u64 = 8;
+
 /// Opens (or creates) the engine of `kind` in its subdirectory of
-/// `data_dir` (`sled/` or `fjall/`), with a cache of `cache_bytes`.
+/// `data_dir` (`sled/` or `fjall/`), with `cache_bytes` of memory for
+/// caching: one eighth for hot records in front of the engine, the rest for
+/// the engine's own cache.
 pub fn open(
     kind: EngineKind,
     data_dir: &Path,
     cache_bytes: u64,
 ) -> Result<Arc<dyn Engine>, EngineError> {
     let path = data_dir.join(kind.name());
-    Ok(match kind {
-        EngineKind::Sled => Arc::new(SledEngine::open(&path, cache_bytes)?),
-        EngineKind::Fjall => Arc::new(FjallEngine::open(&path, cache_bytes)?),
-    })
+    let records = cache_bytes / RECORD_CACHE_SHARE;
+    let own = cache_bytes - records;
+    let engine: Arc<dyn Engine> = match kind {
+        EngineKind::Sled => Arc::new(SledEngine::open(&path, own)?),
+        EngineKind::Fjall => Arc::new(FjallEngine::open(&path, own)?),
+    };
+    Ok(Arc::new(cache::CachedEngine::new(engine, records)))
 }
 
 /// One change to apply.
@@ -209,6 +220,11 @@ pub trait Engine: Send + Sync + 'static {
     /// `--engine-replay-limit`, and at shutdown. A failure leaves the engine
     /// refusing reads and writes until the node restarts.
     fn shorten_recovery(&self) -> Result<(), EngineError>;
+
+    /// The hit counts of a cache in front of the engine, if there is one.
+    fn cache_stats(&self) -> Option<cache::CacheStats> {
+        None
+    }
 }
 
 #[cfg(test)]
