@@ -452,3 +452,58 @@ fn with_sasl_the_node_a_client_authenticated_with_forwards_for_it() {
         stat_sum("", "curr_items") == 2 * 30
     });
 }
+
+#[test]
+fn with_replica_ack_one_a_binary_write_is_answered_once_another_replica_has_it() {
+    let cluster = Cluster::start(
+        3,
+        &args(&["--replica-ack", "one", "--replica-ack-timeout", "1s"]),
+    );
+    // Each quiet set answered (with nothing) is already on both replicas:
+    // read each replica's own copy at once, no waiting.
+    let acked = values("acked", 30);
+    write_all(cluster.addrs[0], &acked);
+    on_every_replica(&cluster, &acked);
+
+    // With every other node frozen, a write of a key this node owns cannot
+    // reach another replica: memcached's internal-error status with the
+    // reason, within the timeout, for a quiet set as for a plain one (a
+    // quiet command hides only success).
+    let owned: Vec<String> = (0..1000)
+        .map(|i| format!("frozen-ack{i}"))
+        .filter(|key| cluster.replicas_of(key.as_bytes(), 2)[0] == 0)
+        .take(2)
+        .collect();
+    let set = |opaque: u32, key: &str, quiet: bool| {
+        request(
+            opaque,
+            Command::Store(Store {
+                mode: StoreMode::Set,
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                flags: 0,
+                exptime: 0,
+                value: Bytes::from_static(b"x"),
+                cas: 0,
+                quiet,
+            }),
+        )
+    };
+    cluster.nodes[1].signal(libc::SIGSTOP);
+    cluster.nodes[2].signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let responses = exchange(
+        cluster.addrs[0],
+        &[set(7, &owned[0], false), set(8, &owned[1], true)],
+    );
+    let took = started.elapsed();
+    cluster.nodes[1].signal(libc::SIGCONT);
+    cluster.nodes[2].signal(libc::SIGCONT);
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    for (response, opaque) in responses.iter().zip([7, 8]) {
+        assert_eq!(response.opaque, opaque);
+        assert_eq!(response.status, Status(0x0084), "{response:?}");
+        let reason = String::from_utf8_lossy(&response.value);
+        assert!(reason.contains("no other replica acknowledged"), "{reason}");
+    }
+    assert!(took < Duration::from_secs(8), "{took:?}");
+}

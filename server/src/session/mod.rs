@@ -164,6 +164,19 @@ pub struct Session {
     pub client_fd: i32,
 }
 
+/// Why a write is answered with an error under `--replica-ack one` when no
+/// other replica acknowledged it in time (text and binary alike).
+const REPLICA_ACK_MISSED: &str =
+    "no other replica acknowledged the write in time (it is committed on this node)";
+
+/// `--replica-ack one`: the key of `op` if its write must reach another
+/// replica before it is answered.
+fn replica_ack_key(cluster: Option<&Arc<ClusterNode>>, op: &Operation) -> Option<Bytes> {
+    cluster
+        .filter(|cluster| cluster.replica_ack.is_some())
+        .and_then(|_| op.key().cloned())
+}
+
 /// `--replica-ack one`: whether another replica of `key` acknowledged the
 /// change at `seq` within the timeout.
 async fn replica_has(cluster: Option<Arc<ClusterNode>>, key: &[u8], seq: u64) -> bool {
@@ -616,11 +629,7 @@ impl Session {
         if self.pending.len() >= MAX_PENDING {
             self.resolve_pending().await;
         }
-        let ack_key = self
-            .cluster
-            .as_ref()
-            .filter(|cluster| cluster.replica_ack.is_some())
-            .and_then(|_| op.key().cloned());
+        let ack_key = replica_ack_key(self.cluster.as_ref(), &op);
         let write = self.store.enqueue(op).await;
         self.pending.push_back(PendingReply::Write {
             write,
@@ -765,10 +774,7 @@ impl Session {
                     {
                         if !replica_has(self.cluster.clone(), &key, seq).await {
                             if !noreply {
-                                Reply::server_error(
-                                    "no other replica acknowledged the write in time (it is committed on this node)",
-                                )
-                                .encode(&mut self.output);
+                                Reply::server_error(REPLICA_ACK_MISSED).encode(&mut self.output);
                             }
                             continue;
                         }

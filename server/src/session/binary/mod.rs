@@ -91,8 +91,13 @@ pub enum Work {
 }
 
 enum Pending {
-    /// A write and how to answer it.
-    Write { write: PendingWrite, answer: Answer },
+    /// A write and how to answer it; with `--replica-ack one`, the key
+    /// whose other replica must have it first.
+    Write {
+        write: PendingWrite,
+        answer: Answer,
+        ack_key: Option<Bytes>,
+    },
     /// A write nobody is answered for (a too-large `set` unlinking).
     Silent(PendingWrite),
     /// Response bytes that came after pending writes.
@@ -411,8 +416,13 @@ impl BinarySession {
 
     async fn submit(&mut self, op: Operation, answer: Answer) {
         self.reserve_pending().await;
+        let ack_key = super::replica_ack_key(self.cluster.as_ref(), &op);
         let write = self.store.enqueue(op).await;
-        self.pending.push_back(Pending::Write { write, answer });
+        self.pending.push_back(Pending::Write {
+            write,
+            answer,
+            ack_key,
+        });
     }
 
     /// Appends a response after everything before it, without waiting.
@@ -450,10 +460,24 @@ impl BinarySession {
                 Pending::Silent(write) => {
                     write.outcome().await;
                 }
-                Pending::Write { write, answer } => {
-                    let outcome = write.outcome().await;
+                Pending::Write {
+                    write,
+                    answer,
+                    ack_key,
+                } => {
+                    let (outcome, seq) = write.outcome_and_seq().await;
                     count::outcome(&self.shared.counters, &answer, &outcome);
                     self.note_access(&answer, &outcome);
+                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
+                    {
+                        if !super::replica_has(self.cluster.clone(), &key, seq).await {
+                            let code = answer.opcode.code();
+                            let failure =
+                                render::failure(code, answer.opaque, super::REPLICA_ACK_MISSED);
+                            failure.encode(&mut self.output);
+                            continue;
+                        }
+                    }
                     render::outcome(&mut self.output, &answer, outcome);
                 }
             }
