@@ -9,9 +9,7 @@
 # The position in a run can move a target's figures by more than a small
 # change does: list copies of the binaries A B B A and compare both pairs.
 #
-# With RATE=N the load is open loop at N requests a second instead: every
-# server does the same work, and CPU per operation is the figure to read
-# (it hardly moves with the noise of other processes).
+# For CPU per operation at a fixed open-loop rate, see cpu_per_op.sh.
 #
 # Every binary gets a fresh data directory (extra flags: MCSTORE_FLAGS) and
 # memcached 1.6.18 runs beside them (`-t 2 -m 1024`). The key space (KEYS,
@@ -58,7 +56,7 @@ declare -A ops user sys
 for run in $(seq "$runs"); do
     for i in "${!ports[@]}"; do
         "$bench" --servers 127.0.0.1:"${ports[$i]}" --workload "$workload" --keys "$keys" \
-            --connections 32 --duration 6 ${RATE:+--rate "$RATE"} --quiet --json >"$work/run.json" &
+            --connections 32 --duration 6 --quiet --json >"$work/run.json" &
         load=$!
         sleep 1
         read -r u1 s1 < <(cpu "${pids[$i]}")
