@@ -3,12 +3,14 @@
 log's zero-fill of 1 MiB steps ahead of the write position (what
 server/storage/src/wal does today), against a file zero-filled and synced
 in full beforehand, alone and with another thread zero-filling (and
-syncing) a spare file at the same pace, 1 MiB per 1 MiB appended (what a
+syncing) a spare file at the same pace, one step per step appended (what a
 background filler of the next segment would do). Shows what the steps
 cost the tail of a durable write, and whether moving them off the writer
 would help.
 
     python3 benches/scripts/fsync_tail.py [runs=3] [appends=3000] [bytes=5200]
+
+STEP=<bytes> sets the zero-fill step (default 1 MiB, the log's).
 
 5200 bytes is about one group commit of 20 sets of 100-byte values. Each
 run writes a scratch file in the data directory's filesystem (DIR, default
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 
-STEP = 1 << 20
+STEP = int(os.environ.get("STEP", 1 << 20))
 ZEROS = b"\0" * (64 * 1024)
 
 
@@ -93,7 +95,7 @@ def main():
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "fsync-tail.scratch")
     modes = {
-        "steps": "zero-filled in 1 MiB steps (the log today)",
+        "steps": f"zero-filled in {STEP >> 10} KiB steps" + (" (the log today)" if STEP == 1 << 20 else ""),
         "prezeroed": "zero-filled in full beforehand",
         "background": "zero-filled beforehand, a spare filled meanwhile",
     }
