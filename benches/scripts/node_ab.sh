@@ -7,7 +7,9 @@
 #   WORKLOAD=get|set|mixed:0.9 bash benches/scripts/node_ab.sh [runs=3] BINARY...
 #
 # The position in a run can move a target's figures by more than a small
-# change does: list copies of the binaries A B B A and compare both pairs.
+# change does, so each run starts one target further on (run 1: A B M,
+# run 2: B M A, ...); with few runs, also list copies of the binaries
+# A B B A and compare both pairs.
 #
 # For CPU per operation at a fixed open-loop rate, see cpu_per_op.sh.
 #
@@ -54,7 +56,8 @@ done
 
 declare -A ops user sys
 for run in $(seq "$runs"); do
-    for i in "${!ports[@]}"; do
+    for step in "${!ports[@]}"; do
+        i=$(( (step + run - 1) % ${#ports[@]} ))
         "$bench" --servers 127.0.0.1:"${ports[$i]}" --workload "$workload" --keys "$keys" \
             --connections 32 --duration 6 --quiet --json >"$work/run.json" &
         load=$!
