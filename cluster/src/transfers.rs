@@ -32,10 +32,14 @@ pub enum TransferProgress {
 /// How often a running transfer's progress is written at most.
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The file in the log's directory that holds the progress.
+const TRANSFERS_FILE: &str = "transfers";
+
 /// Every peer's transfer progress, kept durably.
 #[derive(Debug)]
 pub struct Transfers {
-    path: PathBuf,
+    /// The log's directory, which holds the file.
+    wal_dir: PathBuf,
     state: Mutex<BTreeMap<String, (u64, TransferProgress)>>,
     /// Held while the file is written (shippers of different peers share
     /// it), with the time of the last write.
@@ -60,7 +64,7 @@ impl Transfers {
     /// Loads the progress kept in `wal_dir` (none if the file is missing;
     /// unreadable lines are skipped).
     pub fn load(wal_dir: &Path) -> io::Result<Transfers> {
-        let path = wal_dir.join("transfers");
+        let path = wal_dir.join(TRANSFERS_FILE);
         let mut state = BTreeMap::new();
         match fs::read_to_string(&path) {
             Ok(text) => {
@@ -85,7 +89,7 @@ impl Transfers {
             Err(err) => return Err(err),
         }
         Ok(Transfers {
-            path,
+            wal_dir: wal_dir.to_path_buf(),
             state: Mutex::new(state),
             writing: Mutex::new(None),
         })
@@ -138,13 +142,7 @@ impl Transfers {
                 format!("{placement:016x} {progress} {peer}\n")
             })
             .collect();
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("transfers");
-        write_file_durably(dir, name, text.as_bytes())?;
+        write_file_durably(&self.wal_dir, TRANSFERS_FILE, text.as_bytes())?;
         *last_write = Some(Instant::now());
         Ok(())
     }

@@ -35,10 +35,14 @@ pub struct CursorState {
     pub fell_behind: bool,
 }
 
+/// The file in the log's directory that holds the cursors.
+const CURSORS_FILE: &str = "cursors";
+
 /// The registered cursors, persisted in one small file.
 #[derive(Debug)]
 pub struct Cursors {
-    path: PathBuf,
+    /// The log's directory, which holds the file.
+    wal_dir: PathBuf,
     state: Mutex<Registry>,
     /// Held while the file is written: two writers at once would share the
     /// temporary file (one's rename then fails, or an older text lands
@@ -56,7 +60,7 @@ impl Cursors {
     /// Loads the cursors of the log in `wal_dir` (none if the file is
     /// missing; unreadable lines are skipped and logged).
     pub fn load(wal_dir: &Path) -> io::Result<Cursors> {
-        let path = wal_dir.join("cursors");
+        let path = wal_dir.join(CURSORS_FILE);
         let mut registry = Registry::default();
         match fs::read_to_string(&path) {
             Ok(text) => {
@@ -86,7 +90,7 @@ impl Cursors {
             Err(err) => return Err(err),
         }
         Ok(Cursors {
-            path,
+            wal_dir: wal_dir.to_path_buf(),
             state: Mutex::new(registry),
             writing: Mutex::new(()),
         })
@@ -212,13 +216,7 @@ impl Cursors {
             }
             text
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("cursors");
-        let result = write_file_durably(dir, name, text.as_bytes());
+        let result = write_file_durably(&self.wal_dir, CURSORS_FILE, text.as_bytes());
         if result.is_err() {
             self.registry().dirty = true;
         }
