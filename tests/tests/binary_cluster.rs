@@ -37,7 +37,8 @@ fn request(opaque: u32, command: Command) -> BinaryRequest {
     BinaryRequest { opaque, command }
 }
 
-fn setq(opaque: u32, key: &str, value: &str, flags: u32) -> BinaryRequest {
+/// A `set` (`setq` when `quiet`).
+fn set(opaque: u32, key: &str, value: &str, flags: u32, quiet: bool) -> BinaryRequest {
     request(
         opaque,
         Command::Store(Store {
@@ -47,7 +48,7 @@ fn setq(opaque: u32, key: &str, value: &str, flags: u32) -> BinaryRequest {
             exptime: 0,
             value: Bytes::copy_from_slice(value.as_bytes()),
             cas: 0,
-            quiet: true,
+            quiet,
         }),
     )
 }
@@ -113,7 +114,7 @@ fn write_all(addr: SocketAddr, values: &[String]) {
     let requests: Vec<BinaryRequest> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| setq(i as u32, &key(i), v, i as u32))
+        .map(|(i, v)| set(i as u32, &key(i), v, i as u32, true))
         .collect();
     let responses = exchange(addr, &requests);
     assert!(
@@ -274,13 +275,7 @@ fn binary_writes_across_a_cut_link_are_either_refused_or_kept() {
     let requests: Vec<BinaryRequest> = during
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let mut set = setq(i as u32, &key(i), v, i as u32);
-            if let Command::Store(store) = &mut set.command {
-                store.quiet = false;
-            }
-            set
-        })
+        .map(|(i, v)| set(i as u32, &key(i), v, i as u32, false))
         .collect();
     let responses = exchange(cluster.addrs[0], &requests);
     assert_eq!(responses.len(), during.len(), "one response per set");
@@ -399,13 +394,7 @@ fn with_sasl_the_node_a_client_authenticated_with_forwards_for_it() {
                 .all(|node| seen.get(&format!("node:{node}")).map(String::as_str) == Some("alive"))
         })
     });
-    let set = |i: usize| {
-        let mut set = setq(i as u32, &key(i), "secret", 0);
-        if let Command::Store(store) = &mut set.command {
-            store.quiet = false;
-        }
-        set
-    };
+    let secret = |i: usize| set(i as u32, &key(i), "secret", 0, false);
     // Unauthenticated, or with a wrong password: refused and closed,
     // nothing stored.
     let refused = |requests: &[BinaryRequest]| -> Vec<BinaryResponse> {
@@ -431,16 +420,16 @@ fn with_sasl_the_node_a_client_authenticated_with_forwards_for_it() {
     let statuses = |responses: Vec<BinaryResponse>| -> Vec<Status> {
         responses.into_iter().map(|r| r.status).collect()
     };
-    assert_eq!(statuses(refused(&[set(0)])), [Status::AUTH_ERROR]);
+    assert_eq!(statuses(refused(&[secret(0)])), [Status::AUTH_ERROR]);
     assert_eq!(
-        statuses(refused(&[auth("wrong"), set(1)])),
+        statuses(refused(&[auth("wrong"), secret(1)])),
         [Status::AUTH_ERROR, Status::AUTH_ERROR]
     );
     assert_eq!(stat_sum("", "curr_items"), 0);
     // Authenticated on the node it is connected to: every key is stored
     // on its replicas, most of them on other nodes.
     let mut requests = vec![alice.clone()];
-    requests.extend((0..30).map(set));
+    requests.extend((0..30).map(secret));
     let responses = exchange(cluster.addrs[0], &requests);
     assert_eq!(responses.len(), 31, "{responses:?}");
     assert!(
@@ -474,26 +463,15 @@ fn with_replica_ack_one_a_binary_write_is_answered_once_another_replica_has_it()
         .filter(|key| cluster.replicas_of(key.as_bytes(), 2)[0] == 0)
         .take(2)
         .collect();
-    let set = |opaque: u32, key: &str, quiet: bool| {
-        request(
-            opaque,
-            Command::Store(Store {
-                mode: StoreMode::Set,
-                key: Bytes::copy_from_slice(key.as_bytes()),
-                flags: 0,
-                exptime: 0,
-                value: Bytes::from_static(b"x"),
-                cas: 0,
-                quiet,
-            }),
-        )
-    };
     cluster.nodes[1].signal(libc::SIGSTOP);
     cluster.nodes[2].signal(libc::SIGSTOP);
     let started = std::time::Instant::now();
     let responses = exchange(
         cluster.addrs[0],
-        &[set(7, &owned[0], false), set(8, &owned[1], true)],
+        &[
+            set(7, &owned[0], "x", 0, false),
+            set(8, &owned[1], "x", 0, true),
+        ],
     );
     let took = started.elapsed();
     cluster.nodes[1].signal(libc::SIGCONT);
