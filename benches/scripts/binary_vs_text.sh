@@ -13,6 +13,7 @@
 # -p mcstore-server).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 secs=${2:-4}
 bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
@@ -21,8 +22,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
 cfg() { # $1 = set proportion, $2 = get proportion
     printf 'key\n64 64 1\nvalue\n100 100 1\ncmd\n0 %s\n1 %s\n' "$1" "$2" > "$work/cfg-$1"
@@ -52,17 +51,7 @@ done
 for i in 0 1 2; do wait_port "${cluster_ports[$i]}"; done
 ports[cluster]=${cluster_ports[0]}
 for _ in $(seq 300); do
-    alive=$(python3 - "${ports[cluster]}" <<'PY' 2>/dev/null || echo 0
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"stats cluster\r\n"); d = b""
-while not d.endswith(b"END\r\n"):
-    c = s.recv(65536)
-    if not c: break
-    d += c
-print(d.decode().count(" alive"))
-PY
-)
+    alive=$(cluster_alive "${ports[cluster]}")
     [ "$alive" -ge 3 ] && break
     sleep 0.1
 done
@@ -73,7 +62,6 @@ tps() { # $1 = port, $2 = config, $3 = text|binary
     [ "$3" = binary ] && flag=(-B)
     memcaslap -s 127.0.0.1:"$1" -T 2 -c 32 -t "${secs}s" -F "$2" "${flag[@]}" 2>&1 | awk '/^Run time:/ {for (i=1;i<=NF;i++) if ($i=="TPS:") print $(i+1)}' | tail -1
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
 for workload in set_only mixed; do

@@ -10,6 +10,7 @@
 # mcstore-bench) and /usr/bin/memcached. Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}; seconds=${2:-5}
 bench=$PWD/target/release/mcstore-bench
 export MCSTORE_CLUSTER_DIR=$(mktemp -d)
@@ -49,13 +50,7 @@ for _ in $(seq "$runs"); do
     run "3 memcached, --servers --via-client (client, static ketama)" --servers "$mnodes" --via-client
 done
 forwarded=$(for p in $base $((base + 1)) $((base + 2)); do
-    python3 - "$p" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"stats cluster\r\n"); d = b""
-while not d.endswith(b"END\r\n"): d += s.recv(65536)
-print([l.split()[2] for l in d.decode().splitlines() if l.startswith("STAT forwarded ")][0])
-PY
+    stat_of "$p" cluster forwarded
 done | paste -sd, -)
 echo "| target | ops/s (median of $runs) | p50 µs | p99 µs | errors | per node ops/s (median run) |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"

@@ -10,6 +10,7 @@
 # the load generator share the machine's cores: compare the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 secs=${2:-5}
 catch_up_keys=${3:-100000}
@@ -21,25 +22,12 @@ cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wa
 trap cleanup EXIT
 ticks=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-stat_of() { # port group name
-    python3 - "$1" "$2" "$3" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(f"stats {sys.argv[2]}\r\n".encode())
-data = b""
-while not data.endswith(b"END\r\n"):
-    chunk = s.recv(65536)
-    if not chunk: break
-    data += chunk
-total = 0
-for line in data.decode().splitlines():
-    parts = line.split()
-    if len(parts) == 3 and (parts[1] == sys.argv[3] or (sys.argv[3].startswith("*") and parts[1].endswith(sys.argv[3][1:]))):
-        total += int(parts[2])
-print(total)
-PY
+# stat_sum PORT GROUP NAME: the sum of the statistics named NAME in
+# `stats GROUP`, or of those ending in SUFFIX when NAME is `*SUFFIX`.
+stat_sum() {
+    ask "$1" "stats${2:+ $2}" | awk -v name="$3" '
+        $1 == "STAT" && ($2 == name || (name ~ /^\*/ && substr($2, length($2) - length(name) + 2) == substr(name, 2))) {total += $3}
+        END {print total + 0}'
 }
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
 
@@ -56,17 +44,7 @@ start_cluster() {
         node_pids+=($!); pids+=($!)
     done
     for _ in $(seq 200); do
-        local alive; alive=$(python3 - "${ports[0]}" <<'PY' 2>/dev/null || echo 0
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"stats cluster\r\n"); d = b""
-while not d.endswith(b"END\r\n"):
-    c = s.recv(65536)
-    if not c: break
-    d += c
-print(d.decode().count(" alive"))
-PY
-)
+        local alive; alive=$(cluster_alive "${ports[0]}")
         [ "$alive" -ge "$n" ] && return 0
         sleep 0.1
     done
@@ -88,7 +66,7 @@ for run in $(seq "$runs"); do
     start_cluster 3 1
     out=$("$bench" --servers "127.0.0.1:${ports[0]}" --workload mixed:0.9 --keys 50000 --prefill --duration "$secs" --json --quiet)
     fwd_ops+=("$(echo "$out" | json_field ops_per_sec)"); fwd_p99+=("$(echo "$out" | json_field p99_us)")
-    forwarded=$(stat_of "${ports[0]}" cluster forwarded)
+    forwarded=$(stat_sum "${ports[0]}" cluster forwarded)
     stop_cluster
     echo "run $run: alone ${alone_ops[-1]} ops/s p99 ${alone_p99[-1]} us; cluster node ${fwd_ops[-1]} ops/s p99 ${fwd_p99[-1]} us ($forwarded forwarded)" >&2
 done
@@ -131,17 +109,7 @@ samples=()
 end=$((SECONDS + secs * 2))
 while [ $SECONDS -lt $end ]; do
     for port in "${ports[@]}"; do
-        samples+=($(python3 - "$port" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-s.sendall(b"stats cluster\r\n"); d = b""
-while not d.endswith(b"END\r\n"):
-    c = s.recv(65536)
-    if not c: break
-    d += c
-print(" ".join(l.split()[2] for l in d.decode().splitlines() if ":lag_ms " in l))
-PY
-))
+        samples+=($(ask "$port" "stats cluster" | awk '$2 ~ /:lag_ms$/ {print $3}'))
     done
     sleep 0.1
 done
@@ -172,13 +140,13 @@ node_pids[2]=$!; pids+=($!)
 for _ in $(seq 6000); do
     pending=0
     for port in "${ports[0]}" "${ports[1]}"; do
-        pending=$((pending + $(stat_of "$port" cluster "*127.0.0.1:${ports[2]}:pending")))
+        pending=$((pending + $(stat_sum "$port" cluster "*127.0.0.1:${ports[2]}:pending")))
     done
-    [ "$pending" -eq 0 ] && [ "$(stat_of "${ports[2]}" "" curr_items)" -gt 0 ] && break
+    [ "$pending" -eq 0 ] && [ "$(stat_sum "${ports[2]}" "" curr_items)" -gt 0 ] && break
     sleep 0.05
 done
 took=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-items=$(stat_of "${ports[2]}" "" curr_items)
+items=$(stat_sum "${ports[2]}" "" curr_items)
 echo "| keys written while down | restarted node holds | caught up after |"
 echo "| --- | --- | --- |"
 echo "| $catch_up_keys | $items items | $took ms |"

@@ -6,6 +6,7 @@
 # libmemcached-tools) and a release build (cargo build --release -p mcstore-bench).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 RUNS=${RUNS:-3}
 BIN=${BIN:-target/release/mcstore-bench}
 CFG=benches/scripts/memaslap_set.cfg
@@ -28,5 +29,4 @@ for run in $(seq "$RUNS"); do
     memaslap+=("$m")
     ours+=("${o%% *}")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 echo "median: memcaslap $(median "${memaslap[@]}") ops/s, mcstore-bench $(median "${ours[@]}") ops/s"

@@ -13,6 +13,7 @@
 # (`cargo build --release -p mcstore-bench`). Extra server flags: MCSTORE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 shift || true
 [ "$#" -gt 0 ] || { echo "usage: $0 [runs] BINARY..." >&2; exit 2; }
@@ -25,10 +26,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 ticks=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
 for run in $(seq "$runs"); do

@@ -11,6 +11,7 @@
 # Extra server flags for every mcstore: MCSTORE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 secs=${2:-5}
 bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
@@ -21,9 +22,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 load() { # $1 = port, then mcstore-bench flags; prints "ops/s p99_us errors"
     local port=$1; shift
     "$bench" --servers 127.0.0.1:"$port" --connections 32 --keys "$keys" --key-size 64 \

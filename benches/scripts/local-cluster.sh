@@ -14,24 +14,12 @@
 # target/release/mcstore (`cargo build --release -p mcstore-server`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 dir=${MCSTORE_CLUSTER_DIR:-$PWD/local-cluster}
 bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
 command=${1:-}
 shift || true
 
-ask() { python3 - "$1" "$2" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(sys.argv[2].encode() + b"\r\n")
-data = b""
-while not data.endswith(b"END\r\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print(data.decode(), end="")
-PY
-}
 
 case "$command" in
 start)

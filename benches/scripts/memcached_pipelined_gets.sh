@@ -11,6 +11,7 @@
 # Needs a release build (cargo build --release -p mcstore-bench).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-3}
 BIN=${BIN:-target/release/mcstore-bench}
@@ -47,7 +48,6 @@ bench() {
         python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); print(int(r["ops_per_sec"]), int(r["p99_us"]))'
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 declare -A results
 for run in $(seq "$RUNS"); do

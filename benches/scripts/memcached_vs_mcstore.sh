@@ -9,6 +9,7 @@
 # Extra server flags for both mcstores (e.g. `--engine fjall`): MCSTORE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 secs=${2:-4}
 bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
@@ -17,8 +18,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 # mcstore is ready once it logs its `listening on addr=...` event on stderr.
 wait_logged() { for _ in $(seq 200); do grep -q ' listening on addr=' "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "mcstore never listened:" >&2; cat "$1" >&2; return 1; }
 
@@ -43,7 +42,6 @@ done
 tps() { # $1 = port, $2 = config
     memcaslap -s 127.0.0.1:"$1" -T 2 -c 32 -t "${secs}s" -F "$2" 2>&1 | awk '/^Run time:/ {for (i=1;i<=NF;i++) if ($i=="TPS:") print $(i+1)}' | tail -1
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
 for workload in set_only mixed; do
@@ -68,12 +66,4 @@ for workload in set_only mixed; do
 done
 echo
 echo "mcstore --sync always, stats store after the runs:"
-printf 'stats store\r\nquit\r\n' | timeout 5 python3 -c '
-import socket,sys
-s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); s.sendall(sys.stdin.buffer.read())
-out=b""
-while True:
-    d=s.recv(65536)
-    if not d: break
-    out+=d
-print(out.decode().replace("\r",""))' "${ports[always]}"
+ask "${ports[always]}" "stats store"

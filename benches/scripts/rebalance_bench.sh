@@ -17,6 +17,7 @@
 # the load generator share the machine's cores: compare the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 runs=${1:-3}
 secs=${2:-5}
 keys=${3:-200000}
@@ -27,27 +28,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# stat_of port group name: the value of one stat (0 if absent)
-stat_of() {
-    python3 - "$1" "$2" "$3" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(f"stats {sys.argv[2]}\r\n".encode() if sys.argv[2] else b"stats\r\n")
-data = b""
-while not data.endswith(b"END\r\n"):
-    chunk = s.recv(65536)
-    if not chunk: break
-    data += chunk
-value = "0"
-for line in data.decode().splitlines():
-    parts = line.split()
-    if len(parts) == 3 and parts[1] == sys.argv[3]:
-        value = parts[2]
-print(value)
-PY
-}
 json_field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 servers() { printf '127.0.0.1:%s,' "$@" | sed 's/,$//'; }
 

@@ -9,6 +9,7 @@
 # Extra server flags (e.g. `--engine fjall`): MCSTORE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/common.sh
 bin=${MCSTORE_BIN:-$PWD/target/release/mcstore}
 bench=${MCSTORE_BENCH_BIN:-$PWD/target/release/mcstore-bench}
 secs=${SCALE_SECONDS:-10}
@@ -17,7 +18,6 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Starts mcstore on $work/data-$1 (sync mode $2); sets $pid, $port and
 # $start_ms (milliseconds from exec to its "listening on" log event).
