@@ -123,8 +123,13 @@ impl ClusterNode {
     /// Like [`ClusterNode::route`], but when no replica is alive because
     /// this node has not heard from any other member yet (it has just
     /// started), waits for the membership up to [`FIRST_VIEW_WAIT`] rather
-    /// than answer that no replica is alive.
+    /// than answer that no replica is alive. Costs what `route` does when
+    /// some replica is alive.
     pub async fn route_once_known(&self, key: &[u8], read: bool) -> Vec<Target> {
+        let targets = self.route(key, read);
+        if !targets.is_empty() {
+            return targets;
+        }
         let mut changes = self.topology.watch();
         let deadline = tokio::time::Instant::now() + FIRST_VIEW_WAIT;
         loop {
@@ -164,9 +169,18 @@ impl ClusterNode {
         self.counters.forward_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The peers a cluster-wide command (`flush_all`) goes to: every member
-    /// on the ring but this node that is not dead.
-    pub fn broadcast_targets(&self) -> Vec<String> {
+    /// Sends a cluster-wide command (`flush_all`, in `dialect`) on `slot`
+    /// to every member on the ring but this node that is not dead, each
+    /// counted as forwarded.
+    pub fn broadcast(&self, slot: usize, dialect: Dialect, request: Bytes) -> Vec<ForwardCall> {
+        self.broadcast_targets()
+            .into_iter()
+            .map(|peer| self.forward(&peer, slot, dialect, request.clone()))
+            .collect()
+    }
+
+    /// The peers a cluster-wide command goes to.
+    fn broadcast_targets(&self) -> Vec<String> {
         self.topology
             .snapshot()
             .ring_members()

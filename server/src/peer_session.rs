@@ -95,15 +95,11 @@ pub async fn serve(
                 // set unlinks its key with a text `delete`).
                 match dialect {
                     Dialect::Text => {
-                        if binary.has_pending() {
-                            binary.resolve_pending().await;
-                        }
+                        binary.resolve_pending().await;
                         run(&mut session, id, request, &limits).await
                     }
                     Dialect::Binary => {
-                        if session.has_pending() {
-                            session.resolve_pending().await;
-                        }
+                        session.resolve_pending().await;
                         run_binary(&mut binary, id, request, &limits).await
                     }
                 }

@@ -74,16 +74,6 @@ impl ConnectionThreads {
         self.handles[index].spawn(task);
     }
 
-    /// How many threads there are.
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    /// Whether there are none (never: at least one is started).
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Stops every thread and waits for it.
     pub fn stop(self) {
         for stop in self.stops {

@@ -258,11 +258,6 @@ impl Session {
         &self.shared.counters
     }
 
-    /// Whether replies are waiting on the commit pipeline.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// Executes one parsed frame; `raw` is the request's bytes as they
     /// came (forwarded unchanged when the key lives elsewhere).
     pub async fn handle(&mut self, frame: Frame, raw: Bytes) -> Next {
@@ -327,10 +322,7 @@ impl Session {
             match route::routing(&request) {
                 Routing::Local => {}
                 Routing::Key { key, read, noreply } => {
-                    let mut targets = cluster.route(&key, read);
-                    if targets.is_empty() {
-                        targets = cluster.route_once_known(&key, read).await;
-                    }
+                    let targets = cluster.route_once_known(&key, read).await;
                     if !matches!(targets.first(), Some(Target::Local)) {
                         let call = self.forward_call(targets, raw.clone());
                         self.push_pending(PendingReply::Remote { call, noreply, raw })
@@ -347,11 +339,7 @@ impl Session {
                     }
                 }
                 Routing::Broadcast => {
-                    let calls = cluster
-                        .broadcast_targets()
-                        .into_iter()
-                        .map(|peer| cluster.forward(&peer, self.slot, Dialect::Text, raw.clone()))
-                        .collect();
+                    let calls = cluster.broadcast(self.slot, Dialect::Text, raw.clone());
                     self.push_pending(PendingReply::Broadcast(calls)).await;
                 }
             }
@@ -548,10 +536,7 @@ impl Session {
         let mut parts = Vec::with_capacity(get.keys.len());
         let mut groups: Vec<(Vec<Target>, Vec<usize>)> = Vec::new();
         for (index, key) in get.keys.iter().enumerate() {
-            let mut targets = cluster.route(key, get.touch.is_none());
-            if targets.is_empty() {
-                targets = cluster.route_once_known(key, get.touch.is_none()).await;
-            }
+            let targets = cluster.route_once_known(key, get.touch.is_none()).await;
             if matches!(targets.first(), Some(Target::Local)) {
                 parts.push(None);
                 continue;

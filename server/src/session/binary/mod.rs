@@ -442,11 +442,6 @@ impl BinarySession {
         }
     }
 
-    /// Whether responses wait on the commit pipeline.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
     /// Waits for every pending write and writes the responses, in order.
     pub async fn resolve_pending(&mut self) {
         while let Some(pending) = self.pending.pop_front() {

@@ -58,10 +58,7 @@ impl BinarySession {
         match routing(&request) {
             BinaryRouting::Local => Some(request),
             BinaryRouting::Key(key, read) => {
-                let mut targets = cluster.route(&key, read);
-                if targets.is_empty() {
-                    targets = cluster.route_once_known(&key, read).await;
-                }
+                let targets = cluster.route_once_known(&key, read).await;
                 if matches!(targets.first(), Some(Target::Local)) {
                     return Some(request);
                 }
@@ -75,12 +72,7 @@ impl BinarySession {
                 None
             }
             BinaryRouting::Broadcast => {
-                let raw = encoded(&request);
-                let calls = cluster
-                    .broadcast_targets()
-                    .into_iter()
-                    .map(|peer| cluster.forward(&peer, self.slot, Dialect::Binary, raw.clone()))
-                    .collect();
+                let calls = cluster.broadcast(self.slot, Dialect::Binary, encoded(&request));
                 self.reserve_pending().await;
                 self.pending.push_back(Pending::Broadcast(calls));
                 Some(request)
