@@ -1576,11 +1576,46 @@ fn binary_responses_through_a_cluster_agree_with_memcached() {
     compare_with_memcached(cluster.addrs[0], "an mcstore cluster");
     let forwarded = cluster.sum_cluster_stat("forwarded");
     let executed = cluster.sum_cluster_stat("executed_for_peers");
-    assert!(
-        forwarded > 200 && executed >= forwarded - cluster.sum_cluster_stat("forward_errors"),
-        "forwarded {forwarded}, executed for peers {executed}"
+    let forward_errors = cluster.sum_cluster_stat("forward_errors");
+    // How many requests go elsewhere depends on where the nodes' ports put
+    // them on the ring (182 to 270 forwards were seen, as a few keys carry
+    // many requests), so the expectation comes from this run's ring.
+    let (remote, keyed) = remote_keyed_frames(&cluster);
+    println!(
+        "forwarded {forwarded}, executed for peers {executed}, \
+         {remote} of {keyed} keyed request frames owned by another node"
     );
-    assert_eq!(cluster.sum_cluster_stat("forward_errors"), 0);
+    // A frame rejected before it is routed (a malformed one) is answered by
+    // the node it reached: 88-99% of the remote frames were forwarded.
+    assert!(
+        remote > 0 && forwarded * 4 >= remote * 3 && executed >= forwarded - forward_errors,
+        "forwarded {forwarded} of {remote} remote frames, executed for peers {executed}"
+    );
+    assert_eq!(forward_errors, 0);
+}
+
+/// The request frames of all cases that carry a key, and how many of them
+/// the cluster's ring gives to a node other than the first (whose requests
+/// are forwarded).
+fn remote_keyed_frames(cluster: &Cluster) -> (u64, u64) {
+    let ring = mcstore_cluster::ring::Ring::unweighted(
+        cluster.addrs.iter().map(|a| (a.ip().to_string(), a.port())),
+    )
+    .expect("a ring of the cluster's nodes");
+    let (mut remote, mut keyed) = (0, 0);
+    for case in all_cases() {
+        for piece in case.steps.iter().flat_map(|step| &step.pieces) {
+            if let Piece::Frame(frame) = piece {
+                if frame.magic == 0x80 && !frame.key.is_empty() {
+                    keyed += 1;
+                    if ring.server_index(&frame.key) != 0 {
+                        remote += 1;
+                    }
+                }
+            }
+        }
+    }
+    (remote, keyed)
 }
 
 /// Runs every case against memcached and against `subject_addr` and
