@@ -11,11 +11,17 @@
 //! fetched within the update interval takes the lock but writes nothing. It is bounded: a
 //! shard holding [`MAX_TRACKED`] / [`SHARDS`] entries is cleared, which only
 //! forgets this statistical information.
+//!
+//! Every get passes through here, so an entry is found by one 64-bit hash
+//! of the key ([`mcstore_storage::hashed`], which also picks the shard)
+//! and holds no copy of the key. Two keys share an entry only if their hashes are equal, and even
+//! then a read reports the other item's accesses only if it also has the
+//! other item's cas unique.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
-use bytes::Bytes;
+use crossbeam_utils::CachePadded;
+use mcstore_storage::hashed::{key_hash, shard_index, HashedMap};
 
 /// Entries kept at most (over all shards).
 pub const MAX_TRACKED: usize = 1 << 20;
@@ -46,13 +52,15 @@ pub struct Seen {
 /// The in-memory access table.
 #[derive(Debug)]
 pub struct AccessTable {
-    shards: Vec<Mutex<HashMap<Bytes, Access>>>,
+    /// Each shard on cache lines of its own, so that threads locking
+    /// neighbouring shards do not write to one line.
+    shards: Box<[CachePadded<Mutex<HashedMap<Access>>>]>,
 }
 
 impl Default for AccessTable {
     fn default() -> Self {
         AccessTable {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
         }
     }
 }
@@ -61,9 +69,12 @@ impl AccessTable {
     /// Reports the item's accesses so far (an item unknown here: never
     /// fetched, last accessed at `written_at`) and, if `bump`, records this
     /// access at `now`.
-    pub fn observe(&self, key: &Bytes, cas: u64, written_at: u64, now: u64, bump: bool) -> Seen {
-        let mut entries = self.shard(key);
-        let known = entries.get(key).copied().filter(|access| access.cas == cas);
+    pub fn observe(&self, key: &[u8], cas: u64, written_at: u64, now: u64, bump: bool) -> Seen {
+        let (mut entries, hash) = self.shard(key);
+        let known = entries
+            .get(&hash)
+            .copied()
+            .filter(|access| access.cas == cas);
         let seen = known.map_or(
             Seen {
                 fetched: false,
@@ -84,7 +95,7 @@ impl AccessTable {
                 entries.clear();
             }
             entries.insert(
-                key.clone(),
+                hash,
                 Access {
                     cas,
                     fetched: true,
@@ -97,23 +108,31 @@ impl AccessTable {
 }
 
 impl AccessTable {
-    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Bytes, Access>> {
-        let index = crc32fast::hash(key) as usize % SHARDS;
-        self.shards[index].lock().expect("access table lock")
+    /// The shard of `key`, locked, and the key's hash.
+    fn shard(&self, key: &[u8]) -> (std::sync::MutexGuard<'_, HashedMap<Access>>, u64) {
+        let hash = key_hash(key);
+        let entries = self.shards[shard_index(hash, SHARDS)]
+            .lock()
+            .expect("access table lock");
+        (entries, hash)
     }
 
     /// The item under `key` was replaced by a new item that may carry the
     /// old one's cas unique (`E<cas>`, `md <key> x`): forget what is known,
     /// so the new item reads as never fetched.
-    pub fn forget(&self, key: &Bytes) {
-        self.shard(key).remove(key);
+    pub fn forget(&self, key: &[u8]) {
+        let (mut entries, hash) = self.shard(key);
+        entries.remove(&hash);
     }
 
     /// The item under `key` got a new cas unique but stays the same item
     /// (`md <key> I`, an `incr` rewritten in place): it keeps what is known.
-    pub fn renew_cas(&self, key: &Bytes, old_cas: u64, new_cas: u64) {
-        let mut entries = self.shard(key);
-        if let Some(access) = entries.get_mut(key).filter(|access| access.cas == old_cas) {
+    pub fn renew_cas(&self, key: &[u8], old_cas: u64, new_cas: u64) {
+        let (mut entries, hash) = self.shard(key);
+        if let Some(access) = entries
+            .get_mut(&hash)
+            .filter(|access| access.cas == old_cas)
+        {
             access.cas = new_cas;
         }
     }
@@ -121,6 +140,8 @@ impl AccessTable {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
     #[test]

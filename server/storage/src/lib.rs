@@ -20,8 +20,9 @@
 //!   versions; [`expiry`]: absolute expiry; [`flush`]: `flush_all` markers.
 //! - [`wal`]: the write-ahead log; [`wal::stream`]: the change-stream
 //!   reader; [`wal::cursors`]: durable cursors and log retention.
-//! - [`engine`]: the engine trait, sled and fjall; [`recovery`]: log replay on
-//!   start; [`background`]: the checkpointer and the reclaimer.
+//! - [`engine`]: the engine trait, sled and fjall, and the record cache in
+//!   front of it; [`recovery`]: log replay on start; [`background`]: the
+//!   checkpointer and the reclaimer; [`hashed`]: maps by a key's hash.
 //! - [`config`], [`error`], [`stats`], [`clock`], [`datadir`]: settings,
 //!   typed errors, counters, time, the directory lock and the node id.
 #![deny(missing_docs)]
@@ -36,6 +37,7 @@ pub mod error;
 pub mod expiry;
 pub mod flush;
 pub mod handoff;
+pub mod hashed;
 pub mod ops;
 pub mod record;
 pub mod recovery;
