@@ -177,16 +177,27 @@ fn replica_ack_key(cluster: Option<&Arc<ClusterNode>>, op: &Operation) -> Option
         .and_then(|_| op.key().cloned())
 }
 
-/// `--replica-ack one`: whether another replica of `key` acknowledged the
-/// change at `seq` within the timeout.
-async fn replica_has(cluster: Option<Arc<ClusterNode>>, key: &[u8], seq: u64) -> bool {
-    let Some(cluster) = cluster else {
-        return true;
+/// `--replica-ack one`: whether a write that waited for another replica
+/// (`ack_key`, from [`replica_ack_key`]) and succeeded at `seq` must be
+/// answered with [`REPLICA_ACK_MISSED`], because no other replica
+/// acknowledged it within the timeout. A failed write, or one with nothing
+/// to wait for, never is.
+async fn replica_ack_missed(
+    cluster: Option<Arc<ClusterNode>>,
+    ack_key: Option<Bytes>,
+    succeeded: bool,
+    seq: Option<u64>,
+) -> bool {
+    let (Some(cluster), Some(key), Some(seq), true) = (cluster, ack_key, seq, succeeded) else {
+        return false;
     };
     let Some(timeout) = cluster.replica_ack else {
-        return true;
+        return false;
     };
-    cluster.replicator.wait_for_replica(key, seq, timeout).await
+    !cluster
+        .replicator
+        .wait_for_replica(&key, seq, timeout)
+        .await
 }
 
 /// Where the replies of requests a peer forwarded end in a session's
@@ -755,14 +766,17 @@ impl Session {
                         self.watch_after(*note, &outcome);
                     }
                     self.note_access(&kind, &outcome);
-                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
-                    {
-                        if !replica_has(self.cluster.clone(), &key, seq).await {
-                            if !noreply {
-                                Reply::server_error(REPLICA_ACK_MISSED).encode(&mut self.output);
-                            }
-                            continue;
+                    let missed = replica_ack_missed(
+                        self.cluster.clone(),
+                        ack_key,
+                        outcome.is_success(),
+                        seq,
+                    );
+                    if missed.await {
+                        if !noreply {
+                            Reply::server_error(REPLICA_ACK_MISSED).encode(&mut self.output);
                         }
+                        continue;
                     }
                     if !noreply {
                         self.encode_outcome(kind, outcome);

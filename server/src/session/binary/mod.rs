@@ -463,15 +463,18 @@ impl BinarySession {
                     let (outcome, seq) = write.outcome_and_seq().await;
                     count::outcome(&self.shared.counters, &answer, &outcome);
                     self.note_access(&answer, &outcome);
-                    if let (Some(key), Some(seq)) = (ack_key, seq.filter(|_| outcome.is_success()))
-                    {
-                        if !super::replica_has(self.cluster.clone(), &key, seq).await {
-                            let code = answer.opcode.code();
-                            let failure =
-                                render::failure(code, answer.opaque, super::REPLICA_ACK_MISSED);
-                            failure.encode(&mut self.output);
-                            continue;
-                        }
+                    let missed = super::replica_ack_missed(
+                        self.cluster.clone(),
+                        ack_key,
+                        outcome.is_success(),
+                        seq,
+                    );
+                    if missed.await {
+                        let code = answer.opcode.code();
+                        let failure =
+                            render::failure(code, answer.opaque, super::REPLICA_ACK_MISSED);
+                        failure.encode(&mut self.output);
+                        continue;
                     }
                     render::outcome(&mut self.output, &answer, outcome);
                 }

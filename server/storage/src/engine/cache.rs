@@ -57,6 +57,11 @@ pub struct CacheStats {
     pub capacity: u64,
 }
 
+/// What an entry of `stored` key and record bytes costs of the budget.
+fn entry_cost(stored: usize) -> usize {
+    stored + ENTRY_OVERHEAD
+}
+
 /// A cached record and the key it is the record of, in one buffer (the
 /// key, then the record), so that a hit reads one place in memory for
 /// both: on a get-heavy load the cache's time is its misses in the CPU's
@@ -86,7 +91,7 @@ impl Entry {
     }
 
     fn cost(&self) -> usize {
-        self.key_and_record.len() + ENTRY_OVERHEAD
+        entry_cost(self.key_and_record.len())
     }
 }
 
@@ -106,10 +111,6 @@ struct Shard {
 }
 
 impl Shard {
-    fn cost(key: &[u8], record: &[u8]) -> usize {
-        key.len() + record.len() + ENTRY_OVERHEAD
-    }
-
     fn get(&self, hash: u64, key: &[u8]) -> Option<Bytes> {
         self.entries
             .get(&hash)
@@ -118,7 +119,7 @@ impl Shard {
     }
 
     fn insert(&mut self, hash: u64, key: &[u8], record: &[u8], budget: usize) {
-        let cost = Shard::cost(key, record);
+        let cost = entry_cost(key.len() + record.len());
         if cost > budget {
             return;
         }
