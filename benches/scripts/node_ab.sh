@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# A/B of mcstore binaries against memcached, closed loop: throughput and the
-# server's CPU time per operation (user and system, from /proc/PID/stat),
-# each target in turn, `runs` times, so that the ratios compare runs made
-# seconds apart.
+# A/B of mcstore binaries against memcached, closed loop: throughput, the
+# client's p99 latency and the server's CPU time per operation (user and
+# system, from /proc/PID/stat), each target in turn, `runs` times, so that
+# the ratios compare runs made seconds apart.
 #
 #   WORKLOAD=get|set|mixed:0.9 bash benches/scripts/node_ab.sh [runs=3] BINARY...
 #
 # The position in a run can move a target's figures by more than a small
 # change does, so each run starts one target further on (run 1: A B M,
 # run 2: B M A, ...); with few runs, also list copies of the binaries
-# A B B A and compare both pairs.
+# A B B A and compare both pairs. A BINARY may be a script that `exec`s
+# mcstore with flags or an environment of its own (`exec mcstore --engine
+# fjall "$@"`): exec keeps the PID, so its CPU is still the server's.
 #
 # For CPU per operation at a fixed open-loop rate, see cpu_per_op.sh.
 #
@@ -52,7 +54,7 @@ for port in "${ports[@]}"; do
     "$bench" --servers 127.0.0.1:"$port" --workload set --keys "$keys" --prefill --duration 0.5 --quiet >/dev/null
 done
 
-declare -A ops user sys
+declare -A ops user sys tail99
 for run in $(seq "$runs"); do
     for step in "${!ports[@]}"; do
         i=$(( (step + run - 1) % ${#ports[@]} ))
@@ -64,21 +66,21 @@ for run in $(seq "$runs"); do
         sleep 4
         read -r u2 s2 < <(cpu "${pids[$i]}")
         wait "$load"
-        rate=$(tail -1 "$work/run.json" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["ops_per_sec"]))')
+        read -r rate p99 < <(tail -1 "$work/run.json" | python3 -c 'import json,sys; r = json.loads(sys.stdin.read()); print(round(r["ops_per_sec"]), round(r["p99_us"]))')
         u=$(echo "($u2 - $u1) / $ticks / 4 / $rate * 1000000" | bc -l)
         s=$(echo "($s2 - $s1) / $ticks / 4 / $rate * 1000000" | bc -l)
-        ops[$i]+="$rate "; user[$i]+="$u "; sys[$i]+="$s "
-        printf 'run %s %s: %s ops/s, %.1f µs user + %.1f µs system per op\n' "$run" "${names[$i]}" "$rate" "$u" "$s" >&2
+        ops[$i]+="$rate "; user[$i]+="$u "; sys[$i]+="$s "; tail99[$i]+="$p99 "
+        printf 'run %s %s: %s ops/s, p99 %s µs, %.1f µs user + %.1f µs system per op\n' "$run" "${names[$i]}" "$rate" "$p99" "$u" "$s" >&2
     done
 done
 
 last=$((${#ports[@]} - 1))
 reference=$(median ${ops[$last]})
 echo "workload $workload, $keys keys, medians of $runs"
-echo "| server | ops/s | / memcached | µs CPU per op (user + system) |"
-echo "| --- | --- | --- | --- |"
+echo "| server | ops/s | / memcached | p99 µs | µs CPU per op (user + system) |"
+echo "| --- | --- | --- | --- | --- |"
 for i in "${!ports[@]}"; do
     rate=$(median ${ops[$i]}); u=$(median ${user[$i]}); s=$(median ${sys[$i]})
-    printf '| %s | %s | %.2f | %.1f + %.1f = %.1f |\n' "${names[$i]}" "$rate" \
-        "$(echo "$rate / $reference" | bc -l)" "$u" "$s" "$(echo "$u + $s" | bc -l)"
+    printf '| %s | %s | %.2f | %s | %.1f + %.1f = %.1f |\n' "${names[$i]}" "$rate" \
+        "$(echo "$rate / $reference" | bc -l)" "$(median ${tail99[$i]})" "$u" "$s" "$(echo "$u + $s" | bc -l)"
 done
