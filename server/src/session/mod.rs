@@ -183,7 +183,7 @@ fn replica_ack_key(cluster: Option<&Arc<ClusterNode>>, op: &Operation) -> Option
 /// acknowledged it within the timeout. A failed write, or one with nothing
 /// to wait for, never is.
 async fn replica_ack_missed(
-    cluster: Option<Arc<ClusterNode>>,
+    cluster: Option<&ClusterNode>,
     ack_key: Option<Bytes>,
     succeeded: bool,
     seq: Option<u64>,
@@ -767,7 +767,7 @@ impl Session {
                     }
                     self.note_access(&kind, &outcome);
                     let missed = replica_ack_missed(
-                        self.cluster.clone(),
+                        self.cluster.as_deref(),
                         ack_key,
                         outcome.is_success(),
                         seq,

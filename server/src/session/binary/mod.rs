@@ -464,7 +464,7 @@ impl BinarySession {
                     count::outcome(&self.shared.counters, &answer, &outcome);
                     self.note_access(&answer, &outcome);
                     let missed = super::replica_ack_missed(
-                        self.cluster.clone(),
+                        self.cluster.as_deref(),
                         ack_key,
                         outcome.is_success(),
                         seq,
